@@ -1,0 +1,92 @@
+import {Command, Errors, Flags} from '@oclif/core'
+import type {ConsolaInstance} from 'consola'
+import type {Kysely} from 'kysely'
+
+import {type Config, loadConfig, withDotEnv} from './lib/config.js'
+import {connectDb, describeDatabase, describeDbError} from './lib/db/connection.js'
+import {migrateToLatest} from './lib/db/migrate.js'
+import type {Database} from './lib/db/schema.js'
+import {EXIT, UsageError} from './lib/errors.js'
+import {createLogger} from './lib/logger.js'
+import {safeErrorMessage} from './lib/secrets.js'
+
+/**
+ * The cross-cutting parts every command shares: configuration read once, a lazily opened
+ * database that is always closed (an open pool keeps the process alive), a logger on stderr,
+ * and errors turned into one safe line with the documented exit code.
+ */
+export abstract class BaseCommand extends Command {
+  static override baseFlags = {
+    verbose: Flags.boolean({description: 'say more on stderr (same as LOG_LEVEL=debug)', helpGroup: 'GLOBAL'}),
+  }
+
+  protected logger: ConsolaInstance = createLogger('info')
+  private settings?: Config
+  private database?: Kysely<Database>
+
+  /** Reads the environment (and .env) once; `needsHeroku` also requires the API settings. */
+  protected loadSettings(options: {needsHeroku?: boolean; verbose?: boolean} = {}): Config {
+    this.settings = loadConfig(withDotEnv(process.env), options)
+    this.logger = createLogger(options.verbose ? 'debug' : (this.settings.logLevel ?? 'info'))
+    return this.settings
+  }
+
+  /** Opens the database once; unreachable is a usage error (exit 2) before anything is claimed. */
+  protected async openDb(): Promise<Kysely<Database>> {
+    if (this.database) return this.database
+    const settings = this.settings ?? this.loadSettings()
+    const where = describeDatabase(settings.database)
+    this.logger.debug(`database: ${where}`)
+    this.database = await connectDb(settings.database, {
+      onIdleError: (message) => this.logger.warn(`database connection dropped: ${message}`),
+    })
+    return this.database
+  }
+
+  /** Applies pending migrations, saying which ran. */
+  protected async migrate(db: Kysely<Database>, quietWhenNone = true): Promise<string[]> {
+    const settings = this.settings!
+    let report
+    try {
+      report = await migrateToLatest(db)
+    } catch (error) {
+      throw new Error(`could not migrate the database: ${describeDbError(error, settings.database)}`)
+    }
+
+    if (report.adoptedRows !== undefined) {
+      this.logger.info(`adopted the existing audit_events_log table with its ${report.adoptedRows} records`)
+    }
+
+    if (report.applied.length > 0) this.logger.info(`applied migrations: ${report.applied.join(', ')}`)
+    else if (!quietWhenNone) this.logger.info('no migrations pending: the database is up to date')
+    return report.applied
+  }
+
+  /**
+   * Every failure becomes one unwrapped line on stderr and its exit code: 2 for usage and
+   * configuration (oclif's flag errors included), 1 for the rest. Never a stack trace.
+   */
+  protected override async catch(error: Error & {oclif?: {exit?: number}}): Promise<unknown> {
+    if (error instanceof Errors.ExitError) throw error
+    const usage: unknown = error
+    let line: string
+    let exit: number
+    if (usage instanceof UsageError) {
+      line = usage.hint ? `${usage.message} — ${usage.hint}` : usage.message
+      exit = EXIT.usage
+    } else {
+      line = error.message
+      exit = error.oclif?.exit ?? EXIT.failed
+      if (!(error instanceof Errors.CLIError)) this.logger.debug(`stack: ${error.stack ?? ''}`)
+    }
+
+    this.logToStderr(`Error: ${safeErrorMessage(line)}`)
+    this.exit(exit)
+  }
+
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    await this.database?.destroy().catch(() => {})
+    this.database = undefined
+    return super.finally(error)
+  }
+}

@@ -1,0 +1,223 @@
+import {existsSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {parseEnv} from 'node:util'
+
+import {UsageError} from './errors.js'
+import {registerSecret} from './secrets.js'
+
+export type Env = Record<string, string | undefined>
+
+export type DatabaseSslMode = 'auto' | 'disable' | 'no-verify' | 'verify'
+
+export const LOG_LEVELS = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+export type LogLevelName = (typeof LOG_LEVELS)[number]
+
+export interface EventFilters {
+  type?: string
+  action?: string
+  actorEmail?: string
+}
+
+export interface HerokuConfig {
+  apiUrl: string
+  token: string
+  accountId: string
+  filters: EventFilters
+  /** The version in the Accept header (HEROKU_API_VERSION), default 3. */
+  apiVersion?: string
+  /** Per-request timeout in ms (HEROKU_API_TIMEOUT, given in seconds). */
+  attemptTimeoutMs?: number
+  /** Tries per request (HEROKU_API_MAX_ATTEMPTS). */
+  maxAttempts?: number
+}
+
+export interface DatabaseConfig {
+  url: string
+  ssl: DatabaseSslMode
+}
+
+export interface Config {
+  database: DatabaseConfig
+  /** Present only when the command needs the API (see loadConfig's `needsHeroku`). */
+  heroku?: HerokuConfig
+  logLevel?: LogLevelName
+}
+
+export const DEFAULT_HEROKU_API_URL = 'https://api.heroku.com'
+
+/**
+ * Reads `.env` from `dir`, as the old tool did, without overriding variables already set.
+ * A malformed file is a usage error rather than a silent partial read.
+ */
+export function withDotEnv(env: Env, dir: string = process.cwd()): Env {
+  const path = join(dir, '.env')
+  if (!existsSync(path)) return env
+  let parsed: Env
+  try {
+    parsed = parseEnv(readFileSync(path, 'utf8'))
+  } catch {
+    throw new UsageError(`could not read ${path}`, 'fix or remove the .env file')
+  }
+
+  return {...parsed, ...definedOnly(env)}
+}
+
+function definedOnly(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined))
+}
+
+/** Treats empty strings as unset, as a shell `FOO=` usually means "no value". */
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim()
+  return value ? value : undefined
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,99}$/i
+const FILTER_WORD = /^[a-z0-9][a-z0-9_.-]*$/i
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
+
+function readDatabase(env: Env): DatabaseConfig {
+  const url = read(env, 'DATABASE_URL')
+  if (!url) {
+    throw new UsageError(
+      'DATABASE_URL is not set',
+      'set DATABASE_URL to a PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/audit_logger (Heroku sets it when you add Heroku Postgres)',
+    )
+  }
+
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new UsageError('DATABASE_URL is not a valid URL', 'use the form postgres://user:password@host:5432/database')
+  }
+
+  registerSecret(decodeURIComponent(parsed.password))
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw new UsageError(
+      `DATABASE_URL must start with postgres:// or postgresql:// (it starts with ${parsed.protocol}//)`,
+      'use the form postgres://user:password@host:5432/database',
+    )
+  }
+
+  const ssl = (read(env, 'DATABASE_SSL') ?? 'auto').toLowerCase()
+  if (!['auto', 'disable', 'no-verify', 'verify'].includes(ssl)) {
+    throw new UsageError(`DATABASE_SSL must be auto, disable, no-verify or verify (got "${ssl}")`, 'unset it to use auto')
+  }
+
+  return {url, ssl: ssl as DatabaseSslMode}
+}
+
+function readHeroku(env: Env): HerokuConfig {
+  const token = read(env, 'HEROKU_API_TOKEN')
+  if (!token) {
+    throw new UsageError(
+      'HEROKU_API_TOKEN is not set',
+      "set it to an Enterprise Admin's API token, e.g. from `heroku authorizations:create`",
+    )
+  }
+
+  registerSecret(token)
+  if (/\s/.test(token)) {
+    throw new UsageError('HEROKU_API_TOKEN contains whitespace', 'copy the token again without spaces or line breaks')
+  }
+
+  const accountId = read(env, 'HEROKU_ACCOUNT_ID') ?? read(env, 'HEROKU_ACCOUNT_ID_OR_NAME')
+  if (!accountId) {
+    throw new UsageError(
+      'HEROKU_ACCOUNT_ID is not set',
+      'set it to the enterprise account id (a UUID) or name (HEROKU_ACCOUNT_ID_OR_NAME is accepted too)',
+    )
+  }
+
+  if (!UUID.test(accountId) && !ACCOUNT_NAME.test(accountId)) {
+    throw new UsageError(
+      `HEROKU_ACCOUNT_ID "${accountId}" is neither a UUID nor an account name`,
+      'use the UUID or the name shown by `heroku enterprises`',
+    )
+  }
+
+  const apiUrl = read(env, 'HEROKU_API_URL') ?? DEFAULT_HEROKU_API_URL
+  let parsedApiUrl: URL
+  try {
+    parsedApiUrl = new URL(apiUrl)
+  } catch {
+    throw new UsageError(`HEROKU_API_URL "${apiUrl}" is not a valid URL`, `unset it to use ${DEFAULT_HEROKU_API_URL}`)
+  }
+
+  if (parsedApiUrl.protocol !== 'https:' && parsedApiUrl.protocol !== 'http:') {
+    throw new UsageError(`HEROKU_API_URL must be an http(s) URL (got ${parsedApiUrl.protocol})`, `unset it to use ${DEFAULT_HEROKU_API_URL}`)
+  }
+
+  const apiVersion = read(env, 'HEROKU_API_VERSION')
+  if (apiVersion !== undefined && !/^3(\.[a-z0-9-]+)?$/i.test(apiVersion)) {
+    throw new UsageError(`HEROKU_API_VERSION "${apiVersion}" is not a Platform API version`, 'use 3 or 3.audit-trail, or unset it')
+  }
+
+  const timeoutSeconds = readPositiveInteger(env, 'HEROKU_API_TIMEOUT', 3600)
+  return {
+    apiUrl: apiUrl.replace(/\/+$/, ''),
+    token,
+    accountId,
+    filters: readFilters(env),
+    apiVersion,
+    attemptTimeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
+    maxAttempts: readPositiveInteger(env, 'HEROKU_API_MAX_ATTEMPTS', 20),
+  }
+}
+
+function readPositiveInteger(env: Env, name: string, max: number): number | undefined {
+  const value = read(env, name)
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) {
+    throw new UsageError(`${name} "${value}" is not a whole number from 1 to ${max}`, 'fix it or unset it to use the default')
+  }
+
+  return Number(value)
+}
+
+function readFilters(env: Env): EventFilters {
+  const filters: EventFilters = {}
+  const type = read(env, 'FILTER_TYPE')
+  const action = read(env, 'FILTER_ACTION')
+  const actorEmail = read(env, 'FILTER_ACTOR_EMAIL')
+  if (type !== undefined) {
+    if (!FILTER_WORD.test(type)) throw new UsageError(`FILTER_TYPE "${type}" is not an event type`, 'use a type such as app, addon or collaborator, or unset it')
+    filters.type = type
+  }
+
+  if (action !== undefined) {
+    if (!FILTER_WORD.test(action)) throw new UsageError(`FILTER_ACTION "${action}" is not an event action`, 'use an action such as create, update or destroy, or unset it')
+    filters.action = action
+  }
+
+  if (actorEmail !== undefined) {
+    if (!EMAIL.test(actorEmail)) throw new UsageError(`FILTER_ACTOR_EMAIL "${actorEmail}" is not an email address`, "use the actor's email, or unset it")
+    filters.actorEmail = actorEmail
+  }
+
+  return filters
+}
+
+function readLogLevel(env: Env): LogLevelName | undefined {
+  const level = read(env, 'LOG_LEVEL')?.toLowerCase()
+  if (level === undefined) return undefined
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new UsageError(`LOG_LEVEL "${level}" is not a log level`, `use one of ${LOG_LEVELS.join(', ')}`)
+  }
+
+  return level as LogLevelName
+}
+
+/**
+ * Reads and validates the environment once. Throws a UsageError naming the first variable that
+ * is missing or malformed. `needsHeroku` asks for the API settings too (only `process` does).
+ */
+export function loadConfig(env: Env, options: {needsHeroku?: boolean} = {}): Config {
+  const logLevel = readLogLevel(env)
+  // Secrets are registered before anything else can fail and print them.
+  registerSecret(read(env, 'HEROKU_API_TOKEN'))
+  const heroku = options.needsHeroku ? readHeroku(env) : undefined
+  return {database: readDatabase(env), heroku, logLevel}
+}

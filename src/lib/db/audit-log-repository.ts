@@ -1,0 +1,170 @@
+import {type Kysely, sql} from 'kysely'
+
+import type {AuditLogRow, Database, ProcessStatus} from './schema.js'
+
+/*
+ * Every function takes the database first; a Transaction<Database> works as well.
+ * Staleness is always judged by the database's clock (now()), never the process's.
+ */
+
+/** The last sign of life of a run: its heartbeat, or for rows the old tool wrote, updated_at. */
+function lastSignOfLife(table = 'audit_events_log') {
+  const column = (name: string) => sql.ref(`${table}.${name}`)
+  return sql`coalesce(${column('heartbeat_at')}, ${column('updated_at')} AT TIME ZONE 'utc', ${column('created_at')} AT TIME ZONE 'utc', '-infinity'::timestamptz)`
+}
+
+const LAST_SIGN_OF_LIFE = lastSignOfLife()
+const NOW_UTC = sql`(now() AT TIME ZONE 'utc')`
+
+function staleBefore(staleAfterMinutes: number) {
+  return sql`now() - make_interval(secs => ${staleAfterMinutes * 60})`
+}
+
+export interface ClaimRequest {
+  day: string
+  token: string
+  staleAfterMinutes: number
+  /** Also take a SUCCESS day (fetch it again). */
+  force: boolean
+}
+
+export type ClaimResult =
+  | {claimed: true; row: AuditLogRow; previousStatus: ProcessStatus | null}
+  | {claimed: false; current: AuditLogRow | undefined}
+
+/**
+ * Claims a day with ONE atomic statement: inserts the row, or takes it over when it is FAILED,
+ * ERROR, PROCESSING without a heartbeat for `staleAfterMinutes`, or SUCCESS with `force`.
+ * Concurrent claims serialize on the unique process_date, so exactly one wins.
+ */
+export async function claimDay(db: Kysely<Database>, request: ClaimRequest): Promise<ClaimResult> {
+  const {day, token, staleAfterMinutes, force} = request
+  const result = await sql<AuditLogRow & {previous_status: ProcessStatus | null}>`
+    WITH previous AS (SELECT status FROM audit_events_log WHERE process_date = ${day})
+    INSERT INTO audit_events_log AS log
+      (process_date, status, events_count, error_message, created_at, updated_at,
+       attempts, claim_token, heartbeat_at, started_at, finished_at)
+    VALUES (${day}, 'PROCESSING', 0, NULL, ${NOW_UTC}, ${NOW_UTC}, 1, ${token}, now(), now(), NULL)
+    ON CONFLICT (process_date) DO UPDATE SET
+      status = 'PROCESSING', events_count = 0, error_message = NULL, updated_at = ${NOW_UTC},
+      attempts = log.attempts + 1, claim_token = EXCLUDED.claim_token,
+      heartbeat_at = now(), started_at = now(), finished_at = NULL
+    WHERE log.status IN ('FAILED', 'ERROR')
+       OR (log.status = 'PROCESSING' AND ${lastSignOfLife('log')} < ${staleBefore(staleAfterMinutes)})
+       OR (${force}::boolean AND log.status = 'SUCCESS')
+    RETURNING log.*, (SELECT status FROM previous) AS previous_status
+  `.execute(db)
+  const row = result.rows[0]
+  if (row) {
+    const {previous_status: previousStatus, ...claimed} = row
+    return {claimed: true, row: claimed, previousStatus}
+  }
+
+  return {claimed: false, current: await findDay(db, day)}
+}
+
+/** Refreshes the heartbeat; false when the claim is no longer ours (cleaned up, reset, re-claimed). */
+export async function heartbeat(db: Kysely<Database>, day: string, token: string): Promise<boolean> {
+  const result = await sql`
+    UPDATE audit_events_log SET heartbeat_at = now()
+    WHERE process_date = ${day} AND claim_token = ${token} AND status = 'PROCESSING'
+  `.execute(db)
+  return Number(result.numAffectedRows ?? 0) === 1
+}
+
+export interface FinishRequest {
+  day: string
+  token: string
+  status: Exclude<ProcessStatus, 'PROCESSING'>
+  eventsCount: number
+  errorMessage: string | null
+}
+
+/** The fenced finish: counts only while the claim token still matches. False = claim lost. */
+export async function finishDay(db: Kysely<Database>, request: FinishRequest): Promise<boolean> {
+  const {day, token, status, eventsCount, errorMessage} = request
+  const result = await sql`
+    UPDATE audit_events_log
+    SET status = ${status}, events_count = ${eventsCount}, error_message = ${errorMessage},
+        updated_at = ${NOW_UTC}, heartbeat_at = now(), finished_at = now()
+    WHERE process_date = ${day} AND claim_token = ${token} AND status = 'PROCESSING'
+  `.execute(db)
+  return Number(result.numAffectedRows ?? 0) === 1
+}
+
+export async function findDay(db: Kysely<Database>, day: string): Promise<AuditLogRow | undefined> {
+  return db.selectFrom('audit_events_log').selectAll().where('process_date', '=', day).executeTakeFirst()
+}
+
+/** Is this PROCESSING row's run still alive by the database's clock? */
+export async function isLive(db: Kysely<Database>, day: string, staleAfterMinutes: number): Promise<boolean> {
+  const row = await sql<{live: boolean}>`
+    SELECT ${LAST_SIGN_OF_LIFE} >= ${staleBefore(staleAfterMinutes)} AS live
+    FROM audit_events_log WHERE process_date = ${day} AND status = 'PROCESSING'
+  `.execute(db)
+  return row.rows[0]?.live ?? false
+}
+
+export async function latestDays(db: Kysely<Database>, limit: number): Promise<AuditLogRow[]> {
+  return db.selectFrom('audit_events_log').selectAll().orderBy('process_date', 'desc').limit(limit).execute()
+}
+
+export async function countByStatus(db: Kysely<Database>): Promise<Record<string, number>> {
+  const rows = await db
+    .selectFrom('audit_events_log')
+    .select(['status', (eb) => eb.fn.countAll<number>().as('count')])
+    .groupBy('status')
+    .orderBy('status')
+    .execute()
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.count)]))
+}
+
+export interface CleanedDay {
+  day: string
+  lastSignOfLife: Date | null
+}
+
+/**
+ * Turns every PROCESSING row without a heartbeat for `staleAfterMinutes` into ERROR, with a reason
+ * naming its last heartbeat. One statement: two cleanups at once change each row once.
+ */
+export async function cleanupStale(db: Kysely<Database>, staleAfterMinutes: number): Promise<CleanedDay[]> {
+  const result = await sql<{process_date: string; last_sign: Date | null}>`
+    UPDATE audit_events_log
+    SET status = 'ERROR',
+        updated_at = ${NOW_UTC},
+        error_message = 'run stopped: no heartbeat since '
+          || coalesce(to_char(nullif(${LAST_SIGN_OF_LIFE}, '-infinity') AT TIME ZONE 'utc', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'never')
+          || ' (stale after ' || ${staleAfterMinutes} || ' min); cleaned up by db cleanup'
+    WHERE status = 'PROCESSING' AND ${LAST_SIGN_OF_LIFE} < ${staleBefore(staleAfterMinutes)}
+    RETURNING process_date, nullif(${LAST_SIGN_OF_LIFE}, '-infinity') AS last_sign
+  `.execute(db)
+  return result.rows
+    .map((r) => ({day: r.process_date, lastSignOfLife: r.last_sign}))
+    .sort((a, b) => a.day.localeCompare(b.day))
+}
+
+export type ResetResult =
+  | {outcome: 'removed'; row: AuditLogRow}
+  | {outcome: 'refused-live'; row: AuditLogRow}
+  | {outcome: 'none'}
+
+/**
+ * Deletes a day's record so it can be processed again. A PROCESSING row whose run is alive is
+ * kept unless `force`; the check and the delete are one statement.
+ */
+export async function resetDay(
+  db: Kysely<Database>,
+  day: string,
+  options: {force: boolean; staleAfterMinutes: number},
+): Promise<ResetResult> {
+  const deleted = await sql<AuditLogRow>`
+    DELETE FROM audit_events_log
+    WHERE process_date = ${day}
+      AND (status <> 'PROCESSING' OR ${options.force}::boolean OR ${LAST_SIGN_OF_LIFE} < ${staleBefore(options.staleAfterMinutes)})
+    RETURNING *
+  `.execute(db)
+  if (deleted.rows[0]) return {outcome: 'removed', row: deleted.rows[0]}
+  const current = await findDay(db, day)
+  return current ? {outcome: 'refused-live', row: current} : {outcome: 'none'}
+}

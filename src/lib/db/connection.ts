@@ -1,0 +1,132 @@
+import {Kysely, PostgresDialect} from 'kysely'
+import pg from 'pg'
+
+import type {DatabaseConfig} from '../config.js'
+import {UsageError} from '../errors.js'
+import {redact} from '../secrets.js'
+import type {Database} from './schema.js'
+
+const OID = {int8: 20, date: 1082, timestamp: 1114} as const
+
+/**
+ * Kysely never converts driver values, so the conversions live here, per pool rather than
+ * globally: a `date` stays 'YYYY-MM-DD' whatever the process's time zone, a naive `timestamp`
+ * (the old tool wrote UTC) is read as UTC, and bigint counts become numbers.
+ */
+const typeParsers = {
+  getTypeParser(oid: number, format?: string) {
+    switch (oid) {
+      case OID.date: {
+        return (value: string) => value
+      }
+
+      case OID.timestamp: {
+        return (value: string) => new Date(`${value.replace(' ', 'T')}Z`)
+      }
+
+      case OID.int8: {
+        return (value: string) => Number(value)
+      }
+
+      default: {
+        return pg.types.getTypeParser(oid, format as 'text')
+      }
+    }
+  },
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]', ''])
+
+/**
+ * TLS for the connection. Heroku Postgres requires TLS with a certificate Node cannot verify, and
+ * its DATABASE_URL carries no sslmode, so `auto` means: no TLS for loopback and sockets, TLS
+ * without verification elsewhere, unless the URL's sslmode says otherwise. DATABASE_SSL overrides.
+ */
+export function sslOptions(config: DatabaseConfig): false | {rejectUnauthorized: boolean} {
+  const url = new URL(config.url)
+  const mode = config.ssl === 'auto' ? sslModeFromUrl(url) : config.ssl
+  if (mode === 'disable') return false
+  if (mode === 'verify') return {rejectUnauthorized: true}
+  return {rejectUnauthorized: false}
+}
+
+function sslModeFromUrl(url: URL): Exclude<DatabaseConfig['ssl'], 'auto'> {
+  const sslmode = url.searchParams.get('sslmode')
+  if (sslmode === 'disable' || sslmode === 'allow' || sslmode === 'prefer') return 'disable'
+  if (sslmode === 'verify-ca' || sslmode === 'verify-full') return 'verify'
+  if (sslmode === 'require' || sslmode === 'no-verify') return 'no-verify'
+  const host = url.searchParams.get('host') ?? url.hostname
+  return LOOPBACK_HOSTS.has(host) || host.startsWith('/') ? 'disable' : 'no-verify'
+}
+
+/** The URL without TLS parameters: pg lets them override the `ssl` option we compute. */
+function withoutSslParams(url: string): string {
+  const parsed = new URL(url)
+  for (const key of ['sslmode', 'ssl', 'sslcert', 'sslkey', 'sslrootcert', 'uselibpqcompat']) parsed.searchParams.delete(key)
+  return parsed.toString()
+}
+
+/** host:port/database for messages; never the user's password. */
+export function describeDatabase(config: DatabaseConfig): string {
+  const url = new URL(config.url)
+  const host = url.searchParams.get('host') ?? url.hostname ?? 'localhost'
+  return `${host}${url.port ? `:${url.port}` : ''}${url.pathname}`
+}
+
+export interface CreateDbOptions {
+  /** Pool size; a CLI run needs few connections. */
+  max?: number
+  /** Called when an idle connection dies (e.g. the server restarts); the pool replaces it. */
+  onIdleError?: (message: string) => void
+  applicationName?: string
+}
+
+export function createDb(config: DatabaseConfig, options: CreateDbOptions = {}): Kysely<Database> {
+  const pool = new pg.Pool({
+    connectionString: withoutSslParams(config.url),
+    ssl: sslOptions(config),
+    max: options.max ?? 4,
+    // An unreachable database must fail within seconds, not hang a scheduler run.
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 10_000,
+    application_name: options.applicationName ?? 'audit-logger',
+    types: typeParsers,
+  })
+  // Without a listener, an idle client's error (server restart, pg_terminate_backend) crashes the process.
+  pool.on('error', (error) => options.onIdleError?.(describeDbError(error, config)))
+  return new Kysely<Database>({dialect: new PostgresDialect({pool})})
+}
+
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'])
+
+/** One safe line for a pg error: what failed and where, never the password. */
+export function describeDbError(error: unknown, config: DatabaseConfig): string {
+  const where = describeDatabase(config)
+  const {code, message} = (error ?? {}) as {code?: string; message?: string}
+  const text = redact(String(message ?? error))
+  if (code && UNREACHABLE_CODES.has(code)) return `cannot reach the database at ${where} (${code})`
+  if (/timeout/i.test(text) && /connect/i.test(text)) return `cannot reach the database at ${where} (connection timed out)`
+  return `database error at ${where}: ${text}`
+}
+
+/** Is this error about reaching or logging in to the server (as opposed to a failing query)? */
+export function isConnectionError(error: unknown): boolean {
+  const {code, message} = (error ?? {}) as {code?: string; message?: string}
+  if (code && (UNREACHABLE_CODES.has(code) || code.startsWith('28') || code === '3D000' || code === '57P03')) return true
+  return typeof message === 'string' && /(timeout expired|connection terminated|self[- ]signed|certificate|does not support SSL|SSL)/i.test(message)
+}
+
+/**
+ * Opens the database and checks it answers, so a bad DATABASE_URL is a usage error (exit 2)
+ * reported before anything is claimed.
+ */
+export async function connectDb(config: DatabaseConfig, options: CreateDbOptions = {}): Promise<Kysely<Database>> {
+  const db = createDb(config, options)
+  try {
+    await db.selectNoFrom((eb) => eb.val(1).as('one')).execute()
+    return db
+  } catch (error) {
+    await db.destroy().catch(() => {})
+    throw new UsageError(describeDbError(error, config), 'check DATABASE_URL and that the database server is running')
+  }
+}

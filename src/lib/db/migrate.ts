@@ -1,0 +1,57 @@
+import {promises as fs} from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {FileMigrationProvider, type Kysely, type MigrationResultSet, Migrator, sql} from 'kysely'
+
+/** src/migrations when run from source, dist/migrations when built. */
+const MIGRATION_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url))
+
+export function createMigrator(db: Kysely<any>): Migrator {
+  return new Migrator({db, provider: new FileMigrationProvider({fs, path, migrationFolder: MIGRATION_FOLDER})})
+}
+
+export interface MigrationReport {
+  /** Names of the migrations this call applied, oldest first. */
+  applied: string[]
+  /** Rows found in an audit_events_log made by the old tool, adopted in place. */
+  adoptedRows?: number
+}
+
+/** Rows of an audit_events_log that exists before our first migration ran: the old tool's. */
+async function rowsOfUnmanagedTable(db: Kysely<any>): Promise<number | undefined> {
+  const found = await sql<{table: string | null; migrations: string | null}>`
+    SELECT to_regclass('audit_events_log')::text AS table, to_regclass('kysely_migration')::text AS migrations
+  `.execute(db)
+  const {table, migrations} = found.rows[0] ?? {}
+  if (!table || migrations) return undefined
+  const count = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events_log`.execute(db)
+  return count.rows[0]?.n
+}
+
+/**
+ * Applies every pending migration. Safe when several processes start at once: Kysely's migrator
+ * holds an advisory lock and runs each batch in one transaction, so the losers find nothing to do.
+ */
+export async function migrateToLatest(db: Kysely<any>): Promise<MigrationReport> {
+  const adoptedRows = await rowsOfUnmanagedTable(db)
+  const result: MigrationResultSet = await createMigrator(db).migrateToLatest()
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error')
+    const reason = result.error instanceof Error ? result.error.message : String(result.error)
+    throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${reason}`.replace('  ', ' '))
+  }
+
+  const applied = (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+  return {applied, adoptedRows: applied.length > 0 ? adoptedRows : undefined}
+}
+
+export interface MigrationState {
+  name: string
+  executedAt?: Date
+}
+
+export async function migrationState(db: Kysely<any>): Promise<MigrationState[]> {
+  const migrations = await createMigrator(db).getMigrations()
+  return migrations.map((m) => ({name: m.name, executedAt: m.executedAt}))
+}

@@ -1,0 +1,35 @@
+import type {ColumnType, Generated, Insertable, Selectable, Updateable} from 'kysely'
+
+export const STATUSES = ['PROCESSING', 'SUCCESS', 'FAILED', 'ERROR'] as const
+export type ProcessStatus = (typeof STATUSES)[number]
+
+/**
+ * `audit_events_log`: the old Python tool's table (first six columns, kept compatible so an
+ * existing database is adopted in place) plus the claim protocol's columns.
+ */
+export interface AuditEventsLogTable {
+  id: Generated<number>
+  /** The UTC day, always the string YYYY-MM-DD (pg's date parser is replaced, see connection.ts). */
+  process_date: string
+  status: ProcessStatus
+  events_count: number | null
+  error_message: string | null
+  /** Naive UTC timestamps, as the old tool wrote them; parsed as UTC. Written only with SQL now(). */
+  created_at: ColumnType<Date | null, never, never>
+  updated_at: ColumnType<Date | null, never, never>
+  /** How many runs have claimed this day. */
+  attempts: ColumnType<number, number | undefined, number>
+  /** The fence: a fresh UUID per claim; the finish only counts while it still matches. */
+  claim_token: string | null
+  heartbeat_at: ColumnType<Date | null, never, never>
+  started_at: ColumnType<Date | null, never, never>
+  finished_at: ColumnType<Date | null, never, never>
+}
+
+export interface Database {
+  audit_events_log: AuditEventsLogTable
+}
+
+export type AuditLogRow = Selectable<AuditEventsLogTable>
+export type NewAuditLogRow = Insertable<AuditEventsLogTable>
+export type AuditLogUpdate = Updateable<AuditEventsLogTable>

@@ -1,0 +1,102 @@
+/**
+ * `npm run fake-api [-- --port 5050 --days 30 --events-per-day 100 --page-size 200 --seed 1]`
+ *
+ * Runs the fake Heroku audit-trail API with generated events for the last N UTC days (today
+ * included), for trying audit-logger by hand without a real Enterprise account.
+ */
+import {parseArgs} from 'node:util'
+
+import {generateEvents} from './events.js'
+import type {AuditEvent} from './events.js'
+import {startFakeHeroku} from './server.js'
+
+const USAGE = `Usage: npm run fake-api -- [options]
+
+  --port N             port to listen on (default $FAKE_API_PORT or 5050)
+  --days N             days of events, ending today UTC (default 30)
+  --events-per-day N   events per day (default 25-120, varying by day)
+  --page-size N        page size when a request names no max (default 200)
+  --seed N             changes every generated event (default 1)
+  --help               show this text`
+
+/** A non-negative integer flag, or a one-line error and exit code 2. */
+function integerFlag(name: string, value: string | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    console.error(`fake-api: --${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`)
+    process.exit(2)
+  }
+  return Number(value)
+}
+
+function parse() {
+  try {
+    return parseArgs({
+      options: {
+        port: {type: 'string'},
+        days: {type: 'string'},
+        'events-per-day': {type: 'string'},
+        'page-size': {type: 'string'},
+        seed: {type: 'string'},
+        help: {type: 'boolean', short: 'h'},
+      },
+      strict: true,
+    }).values
+  } catch (error) {
+    console.error(`fake-api: ${(error as Error).message}\n\n${USAGE}`)
+    process.exit(2)
+  }
+}
+
+const flags = parse()
+if (flags.help) {
+  console.log(USAGE)
+  process.exit(0)
+}
+
+const port = integerFlag('port', flags.port ?? process.env.FAKE_API_PORT, 5050)
+const dayCount = integerFlag('days', flags.days, 30, 1)
+const perDay = flags['events-per-day'] === undefined ? undefined : integerFlag('events-per-day', flags['events-per-day'], 0)
+const pageSize = integerFlag('page-size', flags['page-size'], 200, 1)
+const seed = integerFlag('seed', flags.seed, 1)
+
+/** FNV-1a of the day, salted with the seed. */
+function hashDay(day: string, salt: number): number {
+  let hash = 2_166_136_261 ^ salt
+  for (const char of day) hash = Math.imul(hash ^ char.charCodeAt(0), 16_777_619)
+  return hash >>> 0
+}
+
+const events: Record<string, AuditEvent[]> = {}
+const DAY_MS = 86_400_000
+const todayStart = Math.floor(Date.now() / DAY_MS) * DAY_MS // midnight UTC
+const days: string[] = []
+for (let back = dayCount - 1; back >= 0; back--) {
+  const day = new Date(todayStart - back * DAY_MS).toISOString().slice(0, 10)
+  // Without --events-per-day, each day gets its own count in 25..120, stable for a given seed.
+  const count = perDay ?? 25 + (hashDay(day, seed) % 96)
+  events[day] = generateEvents(day, count, {seed})
+  days.push(day)
+}
+
+const fake = await startFakeHeroku({port, events, pageSize}).catch((error: NodeJS.ErrnoException) => {
+  console.error(`fake-api: cannot listen on 127.0.0.1:${port}: ${error.code ?? error.message}`)
+  process.exit(2)
+})
+
+const total = Object.values(events).reduce((sum, list) => sum + list.length, 0)
+console.log(`Fake Heroku API listening on ${fake.url}`)
+console.log(`  ${total} events over ${days[0]}..${days[days.length - 1]} (UTC), pages of ${pageSize}; accounts: acme, 00000000-0000-4000-8000-000000000001`)
+console.log('Point audit-logger at it with:')
+console.log(`  HEROKU_API_URL=${fake.url} HEROKU_API_TOKEN=${fake.token} HEROKU_ACCOUNT_ID=acme`)
+console.log('Ctrl-C to stop.')
+
+let stopping = false
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return
+    stopping = true
+    console.log(`\n${signal}: ${fake.requests.length} requests served; closing.`)
+    void fake.close().then(() => process.exit(0))
+  })
+}

@@ -1,0 +1,40 @@
+/** Runs the built CLI (bin/run.js) as a real process, the way Heroku Scheduler does. */
+import {type ChildProcess, spawn} from 'node:child_process'
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+
+// A working directory without a .env, so a developer's own .env never leaks into a test.
+const CWD = mkdtempSync(join(tmpdir(), 'audit-logger-test-'))
+
+export interface CliResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** The environment of a run: only what is given, plus PATH and HOME. */
+export function cliEnv(vars: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  return {PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...vars}
+}
+
+export function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess & {result: Promise<CliResult>} {
+  const child = spawn(process.execPath, [BIN, ...args], {cwd: CWD, env, stdio: ['ignore', 'pipe', 'pipe']})
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  const result = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({code, signal, stdout, stderr}))
+  })
+  return Object.assign(child, {result})
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return startCli(args, env).result
+}
