@@ -87,3 +87,10 @@ export async function snapshot(db: Kysely<Database>): Promise<string[]> {
   const rows = await sql<{row: string}>`SELECT audit_events_log::text AS row FROM audit_events_log ORDER BY process_date`.execute(db)
   return rows.rows.map((r) => r.row)
 }
+
+/** Moves a day's heartbeat into the past by the database's clock, as if its run stopped beating then. */
+export async function backdateHeartbeat(db: Kysely<Database>, day: string, secondsAgo: number): Promise<void> {
+  await sql`
+    UPDATE audit_events_log SET heartbeat_at = now() - make_interval(secs => ${secondsAgo}) WHERE process_date = ${day}
+  `.execute(db)
+}
