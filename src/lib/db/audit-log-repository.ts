@@ -129,15 +129,24 @@ export interface CleanedDay {
  * naming its last heartbeat. One statement: two cleanups at once change each row once.
  */
 export async function cleanupStale(db: Kysely<Database>, staleAfterMinutes: number): Promise<CleanedDay[]> {
+  // The last sign is read before the update: RETURNING would see the new updated_at. FOR UPDATE
+  // makes a concurrent cleanup wait and then re-check the row, which is no longer PROCESSING.
   const result = await sql<{process_date: string; last_sign: Date | null}>`
+    WITH stale AS (
+      SELECT id, nullif(${LAST_SIGN_OF_LIFE}, '-infinity') AS last_sign
+      FROM audit_events_log
+      WHERE status = 'PROCESSING' AND ${LAST_SIGN_OF_LIFE} < ${staleBefore(staleAfterMinutes)}
+      FOR UPDATE
+    )
     UPDATE audit_events_log
     SET status = 'ERROR',
         updated_at = ${NOW_UTC},
         error_message = 'run stopped: no heartbeat since '
-          || coalesce(to_char(nullif(${LAST_SIGN_OF_LIFE}, '-infinity') AT TIME ZONE 'utc', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'never')
+          || coalesce(to_char(stale.last_sign AT TIME ZONE 'utc', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'never')
           || ' (stale after ' || ${staleAfterMinutes} || ' min); cleaned up by db cleanup'
-    WHERE status = 'PROCESSING' AND ${LAST_SIGN_OF_LIFE} < ${staleBefore(staleAfterMinutes)}
-    RETURNING process_date, nullif(${LAST_SIGN_OF_LIFE}, '-infinity') AS last_sign
+    FROM stale
+    WHERE audit_events_log.id = stale.id
+    RETURNING audit_events_log.process_date, stale.last_sign
   `.execute(db)
   return result.rows
     .map((r) => ({day: r.process_date, lastSignOfLife: r.last_sign}))

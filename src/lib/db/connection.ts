@@ -55,8 +55,17 @@ function sslModeFromUrl(url: URL): Exclude<DatabaseConfig['ssl'], 'auto'> {
   if (sslmode === 'disable' || sslmode === 'allow' || sslmode === 'prefer') return 'disable'
   if (sslmode === 'verify-ca' || sslmode === 'verify-full') return 'verify'
   if (sslmode === 'require' || sslmode === 'no-verify') return 'no-verify'
-  const host = url.searchParams.get('host') ?? url.hostname
+  const host = url.searchParams.get('host') ?? hostOf(url)
   return LOOPBACK_HOSTS.has(host) || host.startsWith('/') ? 'disable' : 'no-verify'
+}
+
+/** The URL's host as pg reads it: a socket directory may be percent-encoded (postgres://u@%2Ftmp/d). */
+function hostOf(url: URL): string {
+  try {
+    return decodeURIComponent(url.hostname)
+  } catch {
+    return url.hostname
+  }
 }
 
 /** The URL without TLS parameters: pg lets them override the `ssl` option we compute. */
@@ -69,7 +78,7 @@ function withoutSslParams(url: string): string {
 /** host:port/database for messages; never the user's password. */
 export function describeDatabase(config: DatabaseConfig): string {
   const url = new URL(config.url)
-  const host = url.searchParams.get('host') ?? url.hostname ?? 'localhost'
+  const host = url.searchParams.get('host') ?? (hostOf(url) || 'localhost')
   return `${host}${url.port ? `:${url.port}` : ''}${url.pathname}`
 }
 
