@@ -62,9 +62,14 @@ describe('commands (through oclif, as a user runs them)', () => {
   }))
 
   describe('--help', () => {
-    it('lists every command with a description', async () => {
+    it('lists every command with a description and an example', async () => {
       const {stdout} = await run('--help')
-      for (const command of ['process', 'db']) expect(stdout).to.include(command)
+      for (const command of ['process', 'db init', 'db status', 'db cleanup', 'db reset']) {
+        expect(stdout).to.match(new RegExp(`^ {2}${command} +\\S`, 'm'))
+        expect(stdout).to.include(`$ audit-logger ${command}`)
+      }
+
+      expect(stdout).to.match(/EXIT CODES/)
       const {stdout: dbHelp} = await run('db --help')
       for (const command of ['db init', 'db status', 'db cleanup', 'db reset']) expect(dbHelp).to.include(command)
     })

@@ -191,6 +191,35 @@ describe('processDay: claim → heartbeat → fetch → write → finish', () =>
     })
   })
 
+  it('waits as a 429 asks, retries, and ends SUCCESS (scenario 11)', async () => {
+    const waits: number[] = []
+    fake.script([{kind: 'status', status: 429, retryAfter: '3'}])
+    const {done} = run({}, {sleep: async (ms) => void waits.push(ms)})
+    expect(await done).to.include({outcome: 'success', events: 2500})
+    expect(waits).to.deep.equal([3000])
+  })
+
+  it('fails the day at once, without sleeping, when a 429 asks for more than the cap (scenario 11)', async () => {
+    const waits: number[] = []
+    fake.script([{kind: 'status', status: 429, retryAfter: '3600'}])
+    const {done} = run({}, {sleep: async (ms) => void waits.push(ms), retryAfterCapMs: 60_000})
+    const result = await done
+    expect(result.outcome).to.equal('failed')
+    expect(result.message).to.match(/rate_limit.*asked to wait 3600 s, more than the 60 s/)
+    expect(waits).to.deep.equal([])
+    expect((await findDay(db, DAY))?.error_message).to.match(/run again later/)
+  })
+
+  it('ends FAILED, not in an endless loop, when Next-Range repeats (scenario 12)', async () => {
+    fake.script([{kind: 'repeat-next-range'}])
+    const {output, done} = run()
+    const result = await done
+    expect(result.outcome).to.equal('failed')
+    expect(result.message).to.match(/repeated the paging range/)
+    expect(fake.requests.length).to.be.at.most(3)
+    expect(output.text).to.equal('')
+  })
+
   it('records FAILED when cancelled by a signal', async () => {
     fake.script([{kind: 'hang'}])
     const cancel = new AbortController()

@@ -1,0 +1,28 @@
+import {type Command, Help} from '@oclif/core'
+
+/**
+ * Root help that lists every command (db ones included, not only the topic) with its summary and
+ * first example, so `audit-logger --help` alone tells an operator what the tool can do.
+ */
+export default class AuditLoggerHelp extends Help {
+  protected override async showRootHelp(): Promise<void> {
+    this.log(this.formatRoot())
+    this.log('')
+    const commands = this.sortedCommands.filter((c) => !c.hidden)
+    this.log(this.formatCommands(commands))
+    this.log('')
+    const examples = commands.flatMap((c) => firstExample(c, this.config.bin))
+    this.log(this.section('EXAMPLES', examples.join('\n')))
+    this.log('')
+    this.log(this.section('EXIT CODES', '0  done, or skipped (already done / held by a live run)\n1  a day FAILED or ERROR, or a claim was lost\n2  usage or configuration error: nothing was claimed'))
+    this.log('')
+    this.log(`Run ${this.config.bin} COMMAND --help for a command's flags and more examples.`)
+  }
+}
+
+function firstExample(command: Command.Loadable, bin: string): string[] {
+  const example = command.examples?.[0]
+  if (example === undefined) return []
+  const text = typeof example === 'string' ? example : example.command
+  return [`$ ${text.replaceAll('<%= config.bin %>', bin).replaceAll('<%= command.id %>', command.id.replaceAll(':', ' '))}`]
+}
