@@ -2,6 +2,7 @@
  * Races, crashes and faults with real processes (bin/run.js), a real PostgreSQL and the loopback
  * fake of Heroku: what Heroku Scheduler and one-off dynos actually do.
  */
+import type {ChildProcess} from 'node:child_process'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {expect} from 'chai'
@@ -16,15 +17,19 @@ import {clearLog, createScratchDatabase, openTestDb} from './support/db.js'
 
 const DAY = '2025-06-15'
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+/** Polls until `probe` holds; fails at once, with the run's stderr, if the run has already exited. */
+async function waitFor<T>(what: string, run: ChildProcess, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
+  let stderr = ''
+  run.stderr?.on('data', (chunk: Buffer | string) => (stderr += chunk.toString()))
   while (Date.now() < deadline) {
+    if (run.exitCode !== null || run.signalCode !== null) throw new Error(`the run exited (${run.exitCode ?? run.signalCode}) before ${what}: ${stderr}`)
     const value = await probe()
     if (value) return value
     await sleep(50)
   }
 
-  throw new Error(`timed out waiting for ${what}`)
+  throw new Error(`timed out waiting for ${what}; the run said: ${stderr}`)
 }
 
 describe('real processes', function () {
@@ -84,7 +89,7 @@ describe('real processes', function () {
     async function killMidFetch() {
       fake.script([{kind: 'hang'}], {day: DAY})
       const run = startCli(['process', '--date', DAY], env)
-      await waitFor('the request and the PROCESSING row', async () =>
+      await waitFor('the request and the PROCESSING row', run, async () =>
         fake.requestsForDay(DAY).length > 0 && (await findDay(db, DAY))?.status === 'PROCESSING')
       run.kill('SIGKILL')
       const result = await run.result
@@ -129,7 +134,7 @@ describe('real processes', function () {
   it('scenario 7: db reset refuses a live run, then --force clears it and the old run hits the fence', async () => {
     fake.script([{kind: 'delay', ms: 2500}], {day: DAY})
     const old = startCli(['process', '--date', DAY], env)
-    await waitFor('the PROCESSING row', async () => (await findDay(db, DAY))?.status === 'PROCESSING')
+    await waitFor('the PROCESSING row', old, async () => (await findDay(db, DAY))?.status === 'PROCESSING')
 
     const refused = await runCli(['db', 'reset', DAY, '--confirm', DAY], env)
     expect(refused.code).to.equal(1)

@@ -1,7 +1,7 @@
 import ky, {type KyInstance} from 'ky'
 
 import type {EventFilters} from '../config.js'
-import {redact} from '../secrets.js'
+import {redact, registerSecret} from '../secrets.js'
 import {HerokuApiError, describeHttpFailure, oneLine} from './errors.js'
 import type {AuditEvent, AuditPage} from './types.js'
 
@@ -90,6 +90,8 @@ export function parseRetryAfter(value: string | null, now: number): number | und
   if (value === null || value.trim() === '') return undefined
   const trimmed = value.trim()
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
+  // An HTTP date names a weekday and a month; Date.parse would also take "1.5" or "-1" as years.
+  if (!/[a-z]/i.test(trimmed)) return undefined
   const date = Date.parse(trimmed)
   if (Number.isNaN(date)) return undefined
   return Math.max(0, date - now)
@@ -123,6 +125,8 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
   const now = options.now ?? Date.now
   const notify = options.onNotice ?? (() => {})
   const apiHost = new URL(options.apiUrl).host
+  // Redaction must not depend on the caller: a proxy could echo the token back in a body or header.
+  registerSecret(options.token)
 
   const http: KyInstance = ky.create({
     prefixUrl: options.apiUrl,
@@ -238,13 +242,6 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
             }
 
             const failure = error.failure
-            if (attemptNumber >= settings.maxAttempts) {
-              throw new HerokuApiError(`${failure.message} (gave up after ${attemptNumber} attempts)`, failure.kind, {
-                ...failure.details,
-                attempts: attemptNumber,
-              })
-            }
-
             if (error.retryAfterMs !== undefined && error.retryAfterMs > settings.retryAfterCapMs) {
               throw new HerokuApiError(
                 `${failure.message}; it asked to wait ${Math.ceil(error.retryAfterMs / 1000)} s, more than the ${settings.retryAfterCapMs / 1000} s this run will wait: run again later`,
@@ -253,9 +250,16 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
               )
             }
 
+            if (attemptNumber >= settings.maxAttempts) {
+              throw new HerokuApiError(`${failure.message} (gave up after ${attemptNumber} attempts)`, failure.kind, {
+                ...failure.details,
+                attempts: attemptNumber,
+              })
+            }
+
             const waitMs = error.retryAfterMs ?? backoff(attemptNumber)
             if (now() + waitMs >= deadline) {
-              throw new HerokuApiError(`${failure.message}; no time left to retry within the total timeout of ${settings.totalTimeoutMs / 1000} s`, failure.kind, {
+              throw new HerokuApiError(`${failure.message}; no time left to retry within the total timeout of ${settings.totalTimeoutMs / 1000} s`, 'timeout', {
                 ...failure.details,
                 attempts: attemptNumber,
               })
@@ -288,7 +292,7 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
     }
   }
 
-  /** Exponential backoff with full jitter, so many clients retrying do not arrive together. */
+  /** Exponential backoff with "equal jitter" (half fixed, half random), so retrying clients spread out. */
   function backoff(attemptNumber: number): number {
     const ceiling = Math.min(settings.maxDelayMs, settings.baseDelayMs * 2 ** (attemptNumber - 1))
     return Math.round(ceiling / 2 + (random() * ceiling) / 2)
