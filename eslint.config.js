@@ -28,7 +28,11 @@ export default tseslint.config(
     rules: {'@typescript-eslint/no-require-imports': 'off'},
   },
   {
-    files: ['bin/*.js', 'eslint.config.js'],
-    languageOptions: {globals: {process: 'readonly', console: 'readonly'}},
+    files: ['templates/static/*.js'],
+    languageOptions: {globals: {document: 'readonly', HTMLInputElement: 'readonly'}},
+  },
+  {
+    files: ['bin/*.js', 'eslint.config.js', 'scripts/*.mjs'],
+    languageOptions: {globals: {process: 'readonly', console: 'readonly', URL: 'readonly'}},
   },
 )

@@ -221,3 +221,29 @@ export function loadConfig(env: Env, options: {needsHeroku?: boolean} = {}): Con
   const heroku = options.needsHeroku ? readHeroku(env) : undefined
   return {database: readDatabase(env), heroku, logLevel}
 }
+
+export interface WebConfig {
+  /** Basic auth for every route but /healthz; absent = the page is read-only. */
+  auth?: {username: string; password: string}
+  port: number
+  /** Minutes without a heartbeat after which a PROCESSING record may be deleted without force. */
+  staleAfterMinutes: number
+}
+
+/** The status page's settings: both credentials or neither, and a valid port. */
+export function loadWebConfig(env: Env, portFlag?: number): WebConfig {
+  const username = read(env, 'STATUS_PAGE_USERNAME')
+  const password = env.STATUS_PAGE_PASSWORD && env.STATUS_PAGE_PASSWORD.length > 0 ? env.STATUS_PAGE_PASSWORD : undefined
+  registerSecret(password)
+  if ((username === undefined) !== (password === undefined)) {
+    const missing = username === undefined ? 'STATUS_PAGE_USERNAME' : 'STATUS_PAGE_PASSWORD'
+    throw new UsageError(
+      `${missing} is not set but ${missing === 'STATUS_PAGE_USERNAME' ? 'STATUS_PAGE_PASSWORD' : 'STATUS_PAGE_USERNAME'} is`,
+      'set both to protect the page with basic auth, or neither to serve it read-only',
+    )
+  }
+
+  const port = portFlag ?? readPositiveInteger(env, 'PORT', 65_535) ?? 3000
+  const staleAfterMinutes = readPositiveInteger(env, 'STALE_AFTER_MINUTES', 24 * 60) ?? 15
+  return {auth: username && password ? {username, password} : undefined, port, staleAfterMinutes}
+}

@@ -8,7 +8,7 @@ import type {AuditLogRow, Database, ProcessStatus} from './schema.js'
  */
 
 /** The last sign of life of a run: its heartbeat, or for rows the old tool wrote, updated_at. */
-function lastSignOfLife(table = 'audit_events_log') {
+export function lastSignOfLife(table = 'audit_events_log') {
   const column = (name: string) => sql.ref(`${table}.${name}`)
   return sql`coalesce(${column('heartbeat_at')}, ${column('updated_at')} AT TIME ZONE 'utc', ${column('created_at')} AT TIME ZONE 'utc', '-infinity'::timestamptz)`
 }
@@ -16,7 +16,7 @@ function lastSignOfLife(table = 'audit_events_log') {
 const LAST_SIGN_OF_LIFE = lastSignOfLife()
 const NOW_UTC = sql`(now() AT TIME ZONE 'utc')`
 
-function staleBefore(staleAfterMinutes: number) {
+export function staleBefore(staleAfterMinutes: number) {
   return sql`now() - make_interval(secs => ${staleAfterMinutes * 60})`
 }
 

@@ -1,0 +1,53 @@
+import {join} from 'node:path'
+
+import {Flags} from '@oclif/core'
+import closeWithGrace from 'close-with-grace'
+
+import {BaseCommand} from '../base-command.js'
+import {loadWebConfig} from '../lib/config.js'
+import {buildApp} from '../lib/web/app.js'
+import {readVersionInfo} from '../lib/web/version.js'
+
+export default class Serve extends BaseCommand {
+  static override summary = 'serve the status page: the processing log, its summary, a 90-day calendar, deletes'
+
+  static override description = `Listens on 0.0.0.0:$PORT (default 3000). With STATUS_PAGE_USERNAME and \
+STATUS_PAGE_PASSWORD set, every route but /healthz needs HTTP basic auth and records can be deleted; with neither, the \
+page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish in-flight requests, then exit.`
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    {description: 'On another port, with auth', command: 'STATUS_PAGE_USERNAME=ops STATUS_PAGE_PASSWORD=… <%= config.bin %> <%= command.id %> --port 8080'},
+  ]
+
+  static override flags = {
+    port: Flags.integer({description: 'port to listen on (default $PORT or 3000)', min: 1, max: 65_535}),
+  }
+
+  public async run(): Promise<void> {
+    const {flags} = await this.parse(Serve)
+    this.loadSettings({verbose: flags.verbose})
+    const web = loadWebConfig(process.env, flags.port)
+    const db = await this.openDb()
+    await this.migrate(db)
+    if (!web.auth) {
+      this.logger.warn('the status page is read-only: set STATUS_PAGE_USERNAME and STATUS_PAGE_PASSWORD to require sign-in and enable deleting')
+    }
+
+    const root = this.config.root
+    const version = readVersionInfo(process.env, {buildInfoPath: join(root, 'build-info.json'), projectDir: root, packageVersion: this.config.version})
+    const app = await buildApp({db, config: web, version, logger: this.logger})
+
+    // Heroku sends SIGTERM on every restart and allows 30 s: finish in-flight requests, then exit.
+    closeWithGrace({delay: 20_000}, async ({signal, err}) => {
+      if (err) this.logger.error(`stopping after an unexpected error: ${err.message}`)
+      else this.logger.info(`received ${signal ?? 'exit'}: closing`)
+      await app.close()
+      await db.destroy()
+    })
+    const address = await app.listen({host: '0.0.0.0', port: web.port})
+    this.logger.info(`status page listening on ${address.replace('0.0.0.0', 'localhost')}${web.auth ? ' (basic auth)' : ' (read-only)'}`)
+    // Keep the command alive: close-with-grace ends the process.
+    await new Promise(() => {})
+  }
+}

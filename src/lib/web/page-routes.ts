@@ -1,0 +1,159 @@
+import type {FastifyInstance} from 'fastify'
+
+import {findDay} from '../db/audit-log-repository.js'
+import {deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../db/log-queries.js'
+import {STATUSES} from '../db/schema.js'
+import {HttpError, type RouteContext} from './app.js'
+import {type LogQuery, assertCalendarDate, dateSchema, filterFromQuery, logQuerySchema} from './validation.js'
+import {
+  allColumns,
+  calendarCells,
+  calendarRange,
+  formatDuration,
+  formatUtc,
+  logQuery,
+  shorten,
+  summaryView,
+  toRecordView,
+} from './view-model.js'
+
+const MAX_DELETE = 500
+
+const deleteSelectionSchema = {
+  type: 'object',
+  properties: {
+    date: {type: 'array', items: dateSchema, minItems: 1, maxItems: MAX_DELETE},
+  },
+  required: ['date'],
+} as const
+
+/** The human pages: the log, a day's detail, and the two-step delete. */
+export function registerPageRoutes(app: FastifyInstance, context: RouteContext): void {
+  const {db, config} = context
+  const readOnly = context.csrf === undefined
+
+  app.get<{Querystring: LogQuery}>('/', {schema: {querystring: logQuerySchema}}, async (request, reply) => {
+    const query = request.query
+    const filter = filterFromQuery(query)
+    const now = context.now()
+    const range = calendarRange(now)
+    const offset = (query.page - 1) * query.size
+    const [page, summary, calendarStatuses] = await Promise.all([
+      listLogs(db, filter, {offset, limit: query.size}),
+      summarizeLogs(db, filter),
+      statusesBetween(db, range.from, range.to),
+    ])
+    const pages = Math.max(1, Math.ceil(page.total / query.size))
+    const records = page.rows.map((row) => {
+      const record = toRecordView(row)
+      return {
+        ...record,
+        durationText: formatDuration(record.durationSeconds),
+        errorShort: shorten(record.error),
+        createdText: formatUtc(record.createdAt),
+        updatedText: formatUtc(record.updatedAt),
+      }
+    })
+    return reply.viewAsync('pages/index.hbs', {
+      title: 'Audit log processing',
+      readOnly,
+      records,
+      notice: noticeFrom(query),
+      filter: {status: filter.status ?? 'all', from: filter.from ?? '', to: filter.to ?? ''},
+      statuses: ['all', ...STATUSES].map((status) => ({value: status, selected: (filter.status ?? 'all') === status})),
+      paging: {
+        page: query.page,
+        pages,
+        total: page.total,
+        first: page.total === 0 ? 0 : offset + 1,
+        last: Math.min(offset + query.size, page.total),
+        previous: query.page > 1 ? logQuery(filter, {page: Math.min(query.page - 1, pages), size: query.size}) : undefined,
+        next: query.page < pages ? logQuery(filter, {page: query.page + 1, size: query.size}) : undefined,
+      },
+      apiLink: `/api/logs${logQuery(filter, {page: query.page, size: query.size})}`,
+      summary: summaryView(summary),
+      calendar: {from: range.from, to: range.to, cells: calendarCells(calendarStatuses, now)},
+      version: context.version,
+    })
+  })
+
+  app.get<{Params: {date: string}}>(
+    '/logs/:date',
+    {schema: {params: {type: 'object', properties: {date: dateSchema}, required: ['date']}}},
+    async (request, reply) => {
+      const {date} = request.params
+      assertCalendarDate(date, 'date')
+      const row = await findDay(db, date)
+      if (!row) {
+        reply.code(404)
+        return reply.viewAsync('pages/day.hbs', {title: date, date, missing: true, readOnly})
+      }
+
+      const record = toRecordView(row)
+      return reply.viewAsync('pages/day.hbs', {
+        title: date,
+        date,
+        readOnly,
+        record,
+        durationText: formatDuration(record.durationSeconds),
+        columns: allColumns(row),
+      })
+    },
+  )
+
+  // Step 1 (changes nothing): show exactly what would go, with the token the POST needs.
+  app.get<{Querystring: {date: string[]}}>('/delete', {schema: {querystring: deleteSelectionSchema}}, async (request, reply) => {
+    if (readOnly) throw readOnlyError()
+    const days = [...new Set(request.query.date)]
+    for (const day of days) assertCalendarDate(day, 'date')
+    const rows = await findDays(db, days)
+    const records = rows.map((row) => ({...toRecordView(row), heartbeatText: formatUtc(row.heartbeat_at)}))
+    return reply.viewAsync('pages/confirm-delete.hbs', {
+      title: 'Confirm deletion',
+      records,
+      anyProcessing: records.some((r) => r.status === 'PROCESSING'),
+      missing: days.filter((day) => !rows.some((row) => row.process_date === day)),
+      csrf: context.csrf!.issue(),
+    })
+  })
+
+  // Step 2: the only route that changes anything; needs the confirmation page's token.
+  app.post<{Body: {date: string[]; csrf?: string; force?: string}}>(
+    '/delete',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          properties: {...deleteSelectionSchema.properties, csrf: {type: 'string', maxLength: 200}, force: {type: 'string', maxLength: 10}},
+          required: ['date'],
+        },
+      },
+    },
+    async (request, reply) => {
+      if (readOnly) throw readOnlyError()
+      if (!context.csrf!.verify(request.body.csrf)) {
+        throw new HttpError(403, 'The form has expired or did not come from this page: nothing was deleted. Select the records again.')
+      }
+
+      const days = [...new Set(request.body.date)]
+      for (const day of days) assertCalendarDate(day, 'date')
+      const outcome = await deleteDays(db, days, {force: request.body.force === 'on', staleAfterMinutes: config.staleAfterMinutes})
+      context.logger.info(`status page: deleted ${outcome.deleted.join(', ') || 'nothing'}${outcome.refusedLive.length > 0 ? `; kept live ${outcome.refusedLive.join(', ')}` : ''}`)
+      const query = new URLSearchParams({deleted: String(outcome.deleted.length), kept: String(outcome.refusedLive.length), missing: String(outcome.missing.length)})
+      return reply.redirect(`/?${query}`, 303)
+    },
+  )
+}
+
+function readOnlyError(): HttpError {
+  return new HttpError(403, 'This status page is read-only: set STATUS_PAGE_USERNAME and STATUS_PAGE_PASSWORD to enable deleting records.')
+}
+
+/** The message after a delete, built from counts only: no text from the URL reaches the page. */
+function noticeFrom(query: LogQuery): string | undefined {
+  if (query.deleted === undefined) return undefined
+  const parts = [`Deleted ${query.deleted} record${query.deleted === 1 ? '' : 's'}.`]
+  if (query.kept) parts.push(`Kept ${query.kept} record${query.kept === 1 ? '' : 's'} still being processed by a live run (tick "delete anyway" to force).`)
+  if (query.missing) parts.push(`${query.missing} had no record.`)
+  return parts.join(' ')
+}
