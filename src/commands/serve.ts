@@ -5,6 +5,7 @@ import closeWithGrace from 'close-with-grace'
 
 import {BaseCommand} from '../base-command.js'
 import {loadWebConfig} from '../lib/config.js'
+import {safeErrorMessage} from '../lib/secrets.js'
 import {buildApp} from '../lib/web/app.js'
 import {readVersionInfo} from '../lib/web/version.js'
 
@@ -39,9 +40,15 @@ page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish i
     const app = await buildApp({db, config: web, version, logger: this.logger})
 
     // Heroku sends SIGTERM on every restart and allows 30 s: finish in-flight requests, then exit.
+    // Answers sent while closing end their keep-alive connection, so close() need not wait it out.
+    let closing = false
+    app.addHook('onSend', async (_request, reply) => {
+      if (closing) reply.header('Connection', 'close')
+    })
     closeWithGrace({delay: 20_000}, async ({signal, err}) => {
-      if (err) this.logger.error(`stopping after an unexpected error: ${err.message}`)
+      if (err) this.logger.error(`stopping after an unexpected error: ${safeErrorMessage(err)}`)
       else this.logger.info(`received ${signal ?? 'exit'}: closing`)
+      closing = true
       await app.close()
       await db.destroy()
     })

@@ -1,0 +1,73 @@
+/** `audit-logger serve` as a real process: start-up checks and graceful shutdown on SIGTERM. */
+import {createServer} from 'node:net'
+
+import {expect} from 'chai'
+import pg from 'pg'
+
+import {cliEnv, runCli, startCli} from './support/cli.js'
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const {port} = server.address() as {port: number}
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function waitUntil(probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+describe('serve (a real process)', function () {
+  this.timeout(30_000)
+
+  it('refuses to start half-configured, exit 2, one line', async () => {
+    const result = await runCli(['serve', '--port', String(await freePort())], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, STATUS_PAGE_USERNAME: 'ops'}))
+    expect(result.code).to.equal(2)
+    expect(result.stderr).to.match(/^Error: STATUS_PAGE_PASSWORD is not set but STATUS_PAGE_USERNAME is — .+\n$/)
+  })
+
+  it('serves, warns when read-only, and on SIGTERM finishes the request in flight, then exits 0', async () => {
+    const port = await freePort()
+    const server = startCli(['serve'], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, PORT: String(port)}))
+    let stderr = ''
+    server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    await waitUntil(async () => stderr.includes('listening'), 15_000)
+    expect(stderr).to.match(/read-only: set STATUS_PAGE_USERNAME and STATUS_PAGE_PASSWORD/)
+    expect(stderr).to.match(/status page listening on .*:\d+ \(read-only\)/)
+
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`)
+    expect(health.status).to.equal(200)
+
+    // Hold a lock on the table so a page request stays in flight while the signal arrives.
+    const blocker = new pg.Client({connectionString: process.env.TEST_DATABASE_URL})
+    await blocker.connect()
+    await blocker.query('BEGIN; LOCK TABLE audit_events_log IN ACCESS EXCLUSIVE MODE')
+    const inFlight = fetch(`http://127.0.0.1:${port}/`)
+    await waitUntil(async () => {
+      const waiting = await blocker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'audit-logger'`)
+      return waiting.rows[0].n > 0
+    })
+    server.kill('SIGTERM')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await blocker.query('COMMIT')
+    await blocker.end()
+    const page = await inFlight
+    expect(page.status).to.equal(200)
+    expect(await page.text()).to.include('Processing log')
+    const result = await server.result
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stderr).to.match(/received SIGTERM: closing/)
+    await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      () => expect.fail('the server should be closed'),
+      (error: Error) => expect(error.message).to.match(/fetch failed/),
+    )
+  })
+})
