@@ -13,6 +13,7 @@ import type {Database} from '../db/schema.js'
 import type {Logger} from '../logger.js'
 import {safeErrorMessage} from '../secrets.js'
 import {registerApiRoutes} from './api-routes.js'
+import {HttpError} from './http-error.js'
 import {registerPageRoutes} from './page-routes.js'
 import {checkBasicAuth, createCsrf} from './security.js'
 import type {VersionInfo} from './version.js'
@@ -45,15 +46,6 @@ function createHandlebars(): typeof Handlebars {
   hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b)
   hbs.registerHelper('lower', (text: unknown) => String(text ?? '').toLowerCase())
   return hbs
-}
-
-export class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message)
-  }
 }
 
 const isApi = (request: FastifyRequest) => request.url.startsWith('/api/') || request.url.startsWith('/healthz')

@@ -3,7 +3,8 @@ import type {FastifyInstance} from 'fastify'
 import {findDay} from '../db/audit-log-repository.js'
 import {deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../db/log-queries.js'
 import {STATUSES} from '../db/schema.js'
-import {HttpError, type RouteContext} from './app.js'
+import type {RouteContext} from './app.js'
+import {HttpError} from './http-error.js'
 import {type LogQuery, assertCalendarDate, dateSchema, filterFromQuery, logQuerySchema} from './validation.js'
 import {
   allColumns,

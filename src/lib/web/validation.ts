@@ -1,7 +1,7 @@
 import {isCalendarDate} from '../dates.js'
 import type {LogFilter} from '../db/log-queries.js'
 import {STATUSES} from '../db/schema.js'
-import {HttpError} from './app.js'
+import {HttpError} from './http-error.js'
 
 const DATE_PATTERN = '^\\d{4}-\\d{2}-\\d{2}$'
 
