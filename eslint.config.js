@@ -32,7 +32,7 @@ export default tseslint.config(
     languageOptions: {globals: {document: 'readonly', HTMLInputElement: 'readonly'}},
   },
   {
-    files: ['bin/*.js', 'eslint.config.js', 'scripts/*.mjs'],
-    languageOptions: {globals: {process: 'readonly', console: 'readonly', URL: 'readonly'}},
+    files: ['bin/*.js', 'eslint.config.js', 'scripts/*.mjs', 'bench/*.mjs'],
+    languageOptions: {globals: {process: 'readonly', console: 'readonly', URL: 'readonly', fetch: 'readonly'}},
   },
 )

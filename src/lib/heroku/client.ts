@@ -204,7 +204,9 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
     const deadline = now() + settings.totalTimeoutMs
     const total = new AbortController()
     const totalTimer = setTimeout(() => total.abort(), settings.totalTimeoutMs)
-    const signal = fetchOptions.signal ? AbortSignal.any([fetchOptions.signal, total.signal]) : total.signal
+    // Aborts a page fetched ahead when the consumer stops early.
+    const leave = new AbortController()
+    const signal = AbortSignal.any([total.signal, leave.signal, ...(fetchOptions.signal ? [fetchOptions.signal] : [])])
     const seenRanges = new Set<string>()
     let range = `id ..; max=${settings.pageSize};`
     let lastRemaining: number | undefined
@@ -221,62 +223,72 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
       }
     }
 
-    try {
-      for (let pageNumber = 1; ; pageNumber++) {
-        let page: Awaited<ReturnType<typeof attempt>> | undefined
-        for (let attemptNumber = 1; page === undefined; attemptNumber++) {
-          // Slow down before the shared pool runs dry, not after: other tools use it too.
-          if (lastRemaining !== undefined && lastRemaining <= settings.lowRateLimit) {
-            notify({kind: 'slow-down', waitMs: settings.lowRatePaceMs, rateLimitRemaining: lastRemaining})
-            await wait(settings.lowRatePaceMs)
-          }
-
-          const left = deadline - now()
-          if (left <= 0) throw totalTimeout()
-          try {
-            page = await attempt(day, range, signal, Math.min(settings.attemptTimeoutMs, left), pageNumber)
-          } catch (error) {
-            if (!(error instanceof Transient)) {
-              if (error instanceof HerokuApiError && error.kind === 'aborted' && !fetchOptions.signal?.aborted) throw totalTimeout()
-              throw error
-            }
-
-            const failure = error.failure
-            if (error.retryAfterMs !== undefined && error.retryAfterMs > settings.retryAfterCapMs) {
-              throw new HerokuApiError(
-                `${failure.message}; it asked to wait ${Math.ceil(error.retryAfterMs / 1000)} s, more than the ${settings.retryAfterCapMs / 1000} s this run will wait: run again later`,
-                'wait-too-long',
-                {...failure.details, attempts: attemptNumber},
-              )
-            }
-
-            if (attemptNumber >= settings.maxAttempts) {
-              throw new HerokuApiError(`${failure.message} (gave up after ${attemptNumber} attempts)`, failure.kind, {
-                ...failure.details,
-                attempts: attemptNumber,
-              })
-            }
-
-            const waitMs = error.retryAfterMs ?? backoff(attemptNumber)
-            if (now() + waitMs >= deadline) {
-              throw new HerokuApiError(`${failure.message}; no time left to retry within the total timeout of ${settings.totalTimeoutMs / 1000} s`, 'timeout', {
-                ...failure.details,
-                attempts: attemptNumber,
-              })
-            }
-
-            notify({kind: 'retry', attempt: attemptNumber, waitMs, reason: failure.message})
-            // The retry wait already spaces this request out; no extra pacing on top.
-            lastRemaining = undefined
-            await wait(waitMs)
-          }
+    /** One page, with every retry, wait and slow-down it needs. */
+    const fetchPage = async (pageRange: string, pageNumber: number) => {
+      for (let attemptNumber = 1; ; attemptNumber++) {
+        // Slow down before the shared pool runs dry, not after: other tools use it too.
+        if (lastRemaining !== undefined && lastRemaining <= settings.lowRateLimit) {
+          notify({kind: 'slow-down', waitMs: settings.lowRatePaceMs, rateLimitRemaining: lastRemaining})
+          await wait(settings.lowRatePaceMs)
         }
 
-        lastRemaining = page.rateLimitRemaining
-        yield {events: page.events, number: pageNumber, requestId: page.requestId, rateLimitRemaining: page.rateLimitRemaining}
-        if (page.nextRange === undefined) return
+        const left = deadline - now()
+        if (left <= 0) throw totalTimeout()
+        try {
+          const page = await attempt(day, pageRange, signal, Math.min(settings.attemptTimeoutMs, left), pageNumber)
+          lastRemaining = page.rateLimitRemaining
+          return page
+        } catch (error) {
+          if (!(error instanceof Transient)) {
+            if (error instanceof HerokuApiError && error.kind === 'aborted' && !fetchOptions.signal?.aborted) throw totalTimeout()
+            throw error
+          }
+
+          const failure = error.failure
+          if (error.retryAfterMs !== undefined && error.retryAfterMs > settings.retryAfterCapMs) {
+            throw new HerokuApiError(
+              `${failure.message}; it asked to wait ${Math.ceil(error.retryAfterMs / 1000)} s, more than the ${settings.retryAfterCapMs / 1000} s this run will wait: run again later`,
+              'wait-too-long',
+              {...failure.details, attempts: attemptNumber},
+            )
+          }
+
+          if (attemptNumber >= settings.maxAttempts) {
+            throw new HerokuApiError(`${failure.message} (gave up after ${attemptNumber} attempts)`, failure.kind, {
+              ...failure.details,
+              attempts: attemptNumber,
+            })
+          }
+
+          const waitMs = error.retryAfterMs ?? backoff(attemptNumber)
+          if (now() + waitMs >= deadline) {
+            throw new HerokuApiError(`${failure.message}; no time left to retry within the total timeout of ${settings.totalTimeoutMs / 1000} s`, 'timeout', {
+              ...failure.details,
+              attempts: attemptNumber,
+            })
+          }
+
+          notify({kind: 'retry', attempt: attemptNumber, waitMs, reason: failure.message})
+          // The retry wait already spaces this request out; no extra pacing on top.
+          lastRemaining = undefined
+          await wait(waitMs)
+        }
+      }
+    }
+
+    let pending = fetchPage(range, 1)
+    try {
+      for (let pageNumber = 1; ; pageNumber++) {
+        const page = await pending
+        const current: AuditPage = {events: page.events, number: pageNumber, requestId: page.requestId, rateLimitRemaining: page.rateLimitRemaining}
+        if (page.nextRange === undefined) {
+          yield current
+          return
+        }
+
         // Next-Range is opaque; a value seen before would page forever.
         if (page.nextRange === range || seenRanges.has(page.nextRange)) {
+          yield current
           throw new HerokuApiError(
             `Heroku API repeated the paging range after page ${pageNumber} of ${day}; stopped rather than loop${page.requestId ? ` (Request-Id ${page.requestId})` : ''}`,
             'paging',
@@ -286,8 +298,13 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
 
         seenRanges.add(range)
         range = page.nextRange
+        // Ask for the next page while the consumer handles this one, so network and CPU overlap.
+        pending = fetchPage(range, pageNumber + 1)
+        pending.catch(() => {}) // its failure surfaces at the await above, or not at all if we leave
+        yield current
       }
     } finally {
+      leave.abort()
       clearTimeout(totalTimer)
     }
   }

@@ -1,0 +1,60 @@
+/** Benchmark 3: the status page and the JSON API under load, over ten years of records. */
+import {spawn} from 'node:child_process'
+import {createServer} from 'node:net'
+
+import {sql} from 'kysely'
+
+import {migrateToLatest} from '../src/lib/db/migrate.js'
+import {createScratchDatabase, openTestDb} from '../test/support/db.js'
+import {runLoad, tenYearsOfRecordsSql} from '../test/support/load.js'
+import {percentile, table, verdict} from './support.js'
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const {port} = server.address() as {port: number}
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+export async function pageLoad(out: (line?: string) => void, bin: string): Promise<void> {
+  out('## 3. The page under load: 3,650 records, 10 connections, 10 s per route')
+  const url = await createScratchDatabase('bench')
+  const db = openTestDb(url)
+  await migrateToLatest(db)
+  await sql.raw(tenYearsOfRecordsSql()).execute(db)
+  await db.destroy()
+
+  const port = await freePort()
+  const server = spawn(process.execPath, [bin, 'serve'], {
+    env: {PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: url, PORT: String(port), LOG_LEVEL: 'warn'},
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  try {
+    const base = `http://127.0.0.1:${port}`
+    for (let i = 0; i < 100; i++) {
+      const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false)
+      if (ok) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+
+    const rows = []
+    let allOk = true
+    for (const path of ['/', '/api/logs']) {
+      await runLoad(`${base}${path}`, {connections: 10, durationMs: 1000, maxRequests: 5000}) // warm-up
+      const result = await runLoad(`${base}${path}`, {connections: 10, durationMs: 10_000, maxRequests: 200_000})
+      const rps = result.requests / result.seconds
+      const p50 = percentile(result.latenciesMs, 50)
+      const p99 = percentile(result.latenciesMs, 99)
+      rows.push({route: path, requests: result.requests, 'req/s': Math.round(rps), 'p50 (ms)': p50.toFixed(1), 'p99 (ms)': p99.toFixed(1), errors: result.errors, 'non-2xx': result.non2xx})
+      const ok = result.errors === 0 && result.non2xx === 0 && p99 < 50 && (path !== '/' || rps >= 1000)
+      allOk &&= ok
+    }
+
+    out(table(rows))
+    out(verdict(allOk, 'no errors, no non-2xx, p99 under 50 ms, at least 1,000 req/s on /'))
+  } finally {
+    server.kill('SIGTERM')
+  }
+}
