@@ -14,7 +14,7 @@ export default class AuditLoggerHelp extends Help {
     const examples = commands.flatMap((c) => firstExample(c, this.config.bin))
     this.log(this.section('EXAMPLES', examples.join('\n')))
     this.log('')
-    this.log(this.section('EXIT CODES', '0  done, or skipped (already done / held by a live run)\n1  a day FAILED or ERROR, or a claim was lost\n2  usage or configuration error: nothing was claimed'))
+    this.log(this.section('EXIT CODES', '0  done, or skipped (already done / held by a live run / left for later by the rate budget)\n1  a day FAILED or ERROR, a claim was lost, or a range was interrupted\n2  usage or configuration error: nothing was claimed'))
     this.log('')
     this.log(`Run ${this.config.bin} COMMAND --help for a command's flags and more examples.`)
   }

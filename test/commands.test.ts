@@ -154,7 +154,7 @@ describe('commands (through oclif, as a user runs them)', () => {
       process.env.DATABASE_URL = await createScratchDatabase('init')
       const first = await run('db init')
       expect(first.error).to.equal(undefined)
-      expect(first.stderr).to.match(/applied migrations: .*create_audit_events_log.*add_claim_columns/)
+      expect(first.stderr).to.match(/applied migrations: .*create_audit_events_log.*add_claim_columns.*add_events_digest/)
       const second = await run('db init')
       expect(second.stderr).to.match(/no migrations pending/)
     })
@@ -175,7 +175,7 @@ describe('commands (through oclif, as a user runs them)', () => {
       expect(stdout).to.match(/2025-09-27\s+FAILED.*Heroku API answered 503/)
       expect(stdout.indexOf('2025-09-28')).to.be.lessThan(stdout.indexOf('2025-09-26'))
       expect(stdout).to.match(/Counts: FAILED 1, PROCESSING 1, SUCCESS 1/)
-      expect(stdout).to.match(/Migrations: 2 applied, none pending/)
+      expect(stdout).to.match(/Migrations: 3 applied, none pending/)
     })
 
     it('gives the same as JSON, limited', async () => {
@@ -191,7 +191,7 @@ describe('commands (through oclif, as a user runs them)', () => {
       process.env.DATABASE_URL = await createScratchDatabase('status')
       const {stdout, error} = await run('db status')
       expect(error).to.equal(undefined)
-      expect(stdout).to.match(/2 migration\(s\) pending.*\n.*db init/)
+      expect(stdout).to.match(/3 migration\(s\) pending.*\n.*db init/)
     })
   })
 

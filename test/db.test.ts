@@ -13,7 +13,11 @@ import type {DatabaseConfig} from '../src/lib/config.js'
 import {UsageError} from '../src/lib/errors.js'
 import {backdateHeartbeat, clearLog, createScratchDatabase, openTestDb} from './support/db.js'
 
-const MIGRATIONS = ['2025-10-01T00-00-00_create_audit_events_log', '2025-10-02T00-00-00_add_claim_columns']
+const MIGRATIONS = [
+  '2025-10-01T00-00-00_create_audit_events_log',
+  '2025-10-02T00-00-00_add_claim_columns',
+  '2025-10-03T00-00-00_add_events_digest',
+]
 const SENTINEL = 'Sentinel-Pa55word-7c1e'
 const STALE_AFTER = 15
 
@@ -71,8 +75,12 @@ describe('database', () => {
           SELECT column_name FROM information_schema.columns WHERE table_name = 'audit_events_log' ORDER BY ordinal_position`)
         expect(columns.map((c) => c.column_name)).to.include.members([
           'id', 'process_date', 'status', 'events_count', 'error_message', 'created_at', 'updated_at',
-          'attempts', 'claim_token', 'heartbeat_at', 'started_at', 'finished_at',
+          'attempts', 'claim_token', 'heartbeat_at', 'started_at', 'finished_at', 'events_digest',
         ])
+        const digest = await rows(db, sql<{data_type: string; is_nullable: string}>`
+          SELECT data_type, is_nullable FROM information_schema.columns
+          WHERE table_name = 'audit_events_log' AND column_name = 'events_digest'`)
+        expect(digest).to.deep.equal([{data_type: 'text', is_nullable: 'YES'}])
 
         const indexes = await rows(db, sql<{indexname: string}>`
           SELECT indexname FROM pg_indexes WHERE tablename = 'audit_events_log'`)
@@ -147,7 +155,7 @@ describe('database', () => {
 
     after(() => db?.destroy())
 
-    it('applies both migrations and reports the adopted rows', () => {
+    it('applies every migration and reports the adopted rows', () => {
       expect(report).to.deep.equal({applied: MIGRATIONS, adoptedRows: 5})
     })
 

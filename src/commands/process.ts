@@ -1,31 +1,92 @@
+import {access, constants, mkdir} from 'node:fs/promises'
+
 import {Flags} from '@oclif/core'
+import type {Kysely} from 'kysely'
 
 import {BaseCommand} from '../base-command.js'
-import {parseProcessableDay, yesterdayUtc} from '../lib/dates.js'
-import {EXIT} from '../lib/errors.js'
-import {createAuditClient} from '../lib/heroku/client.js'
+import {DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, type HerokuConfig} from '../lib/config.js'
+import type {Database} from '../lib/db/schema.js'
+import {parseProcessableDay, parseProcessableRange, yesterdayUtc} from '../lib/dates.js'
+import {EXIT, UsageError} from '../lib/errors.js'
+import {type AuditClient, DEFAULTS as CLIENT_DEFAULTS, createAuditClient} from '../lib/heroku/client.js'
+import type {Logger} from '../lib/logger.js'
 import {OUTPUT_FORMATS, type OutputFormat} from '../lib/output/format-event.js'
+import {shortDigest} from '../lib/processing/events-digest.js'
+import {type Plan, type PlanMode, catchUpWindow, planDays, renderPlan} from '../lib/processing/plan.js'
 import {type DayResult, exitCodeFor, processDay} from '../lib/processing/process-day.js'
+import {createProgress} from '../lib/processing/progress.js'
+import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
+import {safeErrorMessage} from '../lib/secrets.js'
+
+interface Target {
+  mode: PlanMode
+  from: string
+  to: string
+}
+
+/** Levels under which the progress bar and lines are not shown. */
+const QUIET_LEVELS = new Set(['silent', 'fatal', 'error', 'warn'])
 
 export default class Process extends BaseCommand {
-  static override summary = "fetch one UTC day of audit-trail events, print them, and record the day's outcome"
+  static override summary = 'fetch UTC days of audit-trail events, print them, and record each day\'s outcome'
 
-  static override description = `Claims the day in the database, fetches every page of its events from the Heroku API, \
+  static override description = `Claims each day in the database, fetches every page of its events from the Heroku API, \
 writes one line per event on stdout once the whole day is in, and records SUCCESS, FAILED or ERROR. \
-Diagnostics and a closing summary go to stderr. Pending database migrations are applied first.
+Diagnostics, progress and a closing summary go to stderr. Pending database migrations are applied first.
 
-Exit codes: 0 the day is SUCCESS now or was skipped (already done, or held by a live run); \
-1 the day ended FAILED or ERROR, or the claim was lost; 2 usage or configuration error (nothing was claimed).`
+One of: --date (one day; the default is yesterday), --from/--to (every day of the range, oldest first), \
+or --catch-up (yesterday and every day of the last --days that is missing, FAILED, ERROR or abandoned by a crashed run). \
+Done days are skipped, failed ones retried, days held by a live run left alone; one failing day does not stop the others. \
+A range starts no new day once RateLimit-Remaining is below RATE_LIMIT_RESERVE (default 500): the rest are left untouched for the next run.
+
+Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a live run, or left for later by the rate budget); \
+1 a day ended FAILED or ERROR, a claim was lost, or a signal interrupted the run; 2 usage or configuration error (nothing was claimed).`
 
   static override examples = [
-    {description: "Process yesterday (UTC), as Heroku Scheduler does", command: '<%= config.bin %> <%= command.id %>'},
+    {description: 'Heal the last week: yesterday plus any missing or failed day (the Heroku Scheduler job)', command: '<%= config.bin %> <%= command.id %> --catch-up'},
+    {description: 'Process yesterday (UTC) only', command: '<%= config.bin %> <%= command.id %>'},
     {description: 'Process a given day', command: '<%= config.bin %> <%= command.id %> --date 2025-09-28'},
-    {description: 'Fetch a done day again, one JSON object per event', command: '<%= config.bin %> <%= command.id %> --date 2025-09-28 --force --format json'},
+    {description: 'Every day of September, oldest first', command: '<%= config.bin %> <%= command.id %> --from 2025-09-01 --to 2025-09-30'},
+    {description: 'See what a 30-day catch-up would fetch, without fetching or recording anything', command: '<%= config.bin %> <%= command.id %> --catch-up --days 30 --dry-run'},
+    {description: 'Fetch a done day again, one JSON object per event, and keep a gzipped copy', command: '<%= config.bin %> <%= command.id %> --date 2025-09-28 --force --format json --output-dir ./archive'},
   ]
 
   static override flags = {
-    date: Flags.string({description: 'the UTC day to process, YYYY-MM-DD (default: yesterday)', helpValue: 'YYYY-MM-DD'}),
-    force: Flags.boolean({description: 'fetch the day again even if it is already SUCCESS'}),
+    date: Flags.string({
+      description: 'the UTC day to process, YYYY-MM-DD (default: yesterday)',
+      helpValue: 'YYYY-MM-DD',
+      exclusive: ['from', 'to', 'catch-up'],
+    }),
+    from: Flags.string({
+      description: 'first UTC day of a range to process, YYYY-MM-DD (with --to)',
+      helpValue: 'YYYY-MM-DD',
+      dependsOn: ['to'],
+      exclusive: ['date', 'catch-up'],
+    }),
+    to: Flags.string({
+      description: 'last UTC day of the range, included (with --from)',
+      helpValue: 'YYYY-MM-DD',
+      dependsOn: ['from'],
+      exclusive: ['date', 'catch-up'],
+    }),
+    'catch-up': Flags.boolean({
+      description: 'process yesterday and every day of the last --days that is missing, FAILED, ERROR or abandoned by a crashed run',
+      exclusive: ['date', 'from', 'to', 'force'],
+    }),
+    days: Flags.integer({
+      description: `with --catch-up: how many days to look back, yesterday included (default ${DEFAULT_CATCH_UP_DAYS}, or CATCH_UP_DAYS)`,
+      min: 1,
+      max: MAX_CATCH_UP_DAYS,
+      dependsOn: ['catch-up'],
+    }),
+    'dry-run': Flags.boolean({
+      description: 'print which days would be fetched and why, and the API requests it would take; fetch and record nothing',
+    }),
+    'output-dir': Flags.string({
+      description: 'also write each SUCCESS day to DIR/YYYY-MM-DD.ndjson.gz, atomically (default: OUTPUT_DIR)',
+      helpValue: 'DIR',
+    }),
+    force: Flags.boolean({description: 'fetch days again even if they are already SUCCESS'}),
     format: Flags.string({description: 'how events are written on stdout', options: [...OUTPUT_FORMATS], default: 'text'}),
     'stale-after': Flags.integer({
       description: 'minutes without a heartbeat after which a PROCESSING record is taken over',
@@ -34,53 +95,162 @@ Exit codes: 0 the day is SUCCESS now or was skipped (already done, or held by a 
     }),
   }
 
-  public async run(): Promise<DayResult> {
+  /** Where diagnostics go; during a range, a logger that keeps clear of the progress bar. */
+  private rangeLog?: Logger
+
+  public async run(): Promise<DayResult | RangeResult | Plan> {
     const {flags} = await this.parse(Process)
-    const day = flags.date === undefined ? yesterdayUtc() : parseProcessableDay(flags.date)
+    // Dates are checked before anything else, so a typo costs no connection.
+    const asked = this.askedDays(flags)
     const settings = this.loadSettings({needsHeroku: true, verbose: flags.verbose})
+    // The catch-up window needs CATCH_UP_DAYS, hence after the settings.
+    const target: Target = asked ?? {mode: 'catch-up', ...catchUpWindow(flags.days ?? settings.processing?.catchUpDays ?? DEFAULT_CATCH_UP_DAYS)}
+
     const heroku = settings.heroku!
+    const staleAfterMinutes = flags['stale-after']
+    const planOptions = {
+      ...target,
+      force: flags.force,
+      staleAfterMinutes,
+      pageSize: CLIENT_DEFAULTS.pageSize,
+      maxAttemptsPerRequest: heroku.maxAttempts ?? CLIENT_DEFAULTS.maxAttempts,
+    }
+
+    if (flags['dry-run']) {
+      // Reads only, in a read-only transaction: no migration, no claim, no API request.
+      const db = await this.openDb()
+      const plan = await db.transaction().setAccessMode('read only').execute((trx) => planDays(trx, planOptions))
+      process.stdout.write(renderPlan(plan))
+      return plan
+    }
+
+    const outputDir = flags['output-dir'] ?? settings.processing?.outputDir
+    if (outputDir) await this.checkOutputDir(outputDir)
     const db = await this.openDb()
     await this.migrate(db)
 
-    const client = createAuditClient({
-      ...heroku,
-      userAgent: `audit-logger/${this.config.version}`,
-      onNotice: (notice) => {
-        if (notice.kind === 'retry') this.logger.warn(`${day}: ${notice.reason}; retrying in ${(notice.waitMs / 1000).toFixed(1)} s (attempt ${notice.attempt + 1})`)
-        else if (notice.kind === 'slow-down') this.logger.warn(`${day}: RateLimit-Remaining is ${notice.rateLimitRemaining}; pausing ${notice.waitMs} ms between requests`)
-        else this.logger.warn(`${day}: Heroku API warning: ${notice.message}`)
-      },
-    })
+    const run = {
+      format: flags.format as OutputFormat,
+      force: flags.force,
+      staleAfterMinutes,
+      // Several beats per stale window, so one slow beat never looks like a crash.
+      heartbeatIntervalMs: Math.min(30_000, (staleAfterMinutes * 60_000) / 5),
+      outputDir,
+    }
 
     // A signal aborts the fetch; the day is then recorded FAILED rather than left PROCESSING.
     const cancel = new AbortController()
     const onSignal = (signal: NodeJS.Signals) => {
-      this.logger.warn(`received ${signal}: stopping ${day}`)
+      const log = this.rangeLog ?? this.logger
+      log.warn(`received ${signal}: stopping`)
       cancel.abort()
     }
 
     process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
-    this.logger.info(`processing ${day}${flags.force ? ' (forced)' : ''}`)
-    let result: DayResult
     try {
-      result = await processDay(
-        {db, client, output: process.stdout, logger: this.logger},
-        {
-          day,
-          format: flags.format as OutputFormat,
-          force: flags.force,
-          staleAfterMinutes: flags['stale-after'],
-          // Several beats per stale window, so one slow beat never looks like a crash.
-          heartbeatIntervalMs: Math.min(30_000, (flags['stale-after'] * 60_000) / 5),
-          signal: cancel.signal,
-        },
-      )
+      if (target.mode === 'date') return await this.runDay(db, heroku, target.from, run, cancel.signal)
+      const plan = await planDays(db, planOptions)
+      const quiet = !flags.verbose && QUIET_LEVELS.has(settings.logLevel ?? 'info')
+      return await this.runRange(db, heroku, plan, {...run, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet}, cancel.signal)
     } finally {
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
     }
+  }
 
+  /**
+   * The validated --date or --from/--to, or undefined for --catch-up. Exactly one of the three is
+   * given: oclif's exclusive/dependsOn enforce it.
+   */
+  private askedDays(flags: {date?: string; from?: string; to?: string; 'catch-up': boolean}): Target | undefined {
+    if (flags['catch-up']) return undefined
+    if (flags.from !== undefined && flags.to !== undefined) return {mode: 'range', ...parseProcessableRange(flags.from, flags.to)}
+    const day = flags.date === undefined ? yesterdayUtc() : parseProcessableDay(flags.date)
+    return {mode: 'date', from: day, to: day}
+  }
+
+  /** An output directory that cannot be written is a usage error, found before any day is claimed. */
+  private async checkOutputDir(dir: string): Promise<void> {
+    try {
+      await mkdir(dir, {recursive: true})
+      await access(dir, constants.W_OK)
+    } catch (error) {
+      throw new UsageError(`cannot write to the output directory ${dir}: ${(error as NodeJS.ErrnoException).code ?? safeErrorMessage(error)}`, 'check --output-dir (or OUTPUT_DIR) and its permissions')
+    }
+  }
+
+  private client(heroku: HerokuConfig, log: () => Logger, currentDay: () => string): AuditClient {
+    return createAuditClient({
+      ...heroku,
+      userAgent: `audit-logger/${this.config.version}`,
+      onNotice: (notice) => {
+        const day = currentDay()
+        if (notice.kind === 'retry') log().warn(`${day}: ${notice.reason}; retrying in ${(notice.waitMs / 1000).toFixed(1)} s (attempt ${notice.attempt + 1})`)
+        else if (notice.kind === 'slow-down') log().warn(`${day}: RateLimit-Remaining is ${notice.rateLimitRemaining}; pausing ${notice.waitMs} ms between requests`)
+        else log().warn(`${day}: Heroku API warning: ${notice.message}`)
+      },
+    })
+  }
+
+  private async runDay(
+    db: Kysely<Database>,
+    heroku: HerokuConfig,
+    day: string,
+    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string},
+    signal: AbortSignal,
+  ): Promise<DayResult> {
+    const client = this.client(heroku, () => this.logger, () => day)
+    this.logger.info(`processing ${day}${run.force ? ' (forced)' : ''}`)
+    const result = await processDay({db, client, output: process.stdout, logger: this.logger}, {day, ...run, signal})
     this.report(result)
     if (exitCodeFor([result.outcome]) !== EXIT.ok) this.exit(EXIT.failed)
+    return result
+  }
+
+  private async runRange(
+    db: Kysely<Database>,
+    heroku: HerokuConfig,
+    plan: Plan,
+    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string; days?: number; reserve?: number; quiet: boolean},
+    signal: AbortSignal,
+  ): Promise<RangeResult> {
+    const left = plan.days.length - plan.attempt.length
+    if (plan.mode === 'catch-up') {
+      const alone = left > 0 ? `; ${left} other day(s) are SUCCESS or held by a live run and are left alone` : ''
+      this.logger.info(`catch-up over ${plan.from}..${plan.to}: ${plan.attempt.length} day(s) to process${alone}`)
+      if (plan.attempt.length === 0) {
+        this.logger.success(`nothing to catch up: every day of ${plan.from}..${plan.to} is SUCCESS or held by a live run`)
+        return {results: [], exitCode: 0}
+      }
+    } else {
+      this.logger.info(`processing ${plan.days.length} day(s), ${plan.from}..${plan.to}${run.force ? ' (forced)' : ''}`)
+    }
+
+    const progress = createProgress(process.stderr, this.logger, {quiet: run.quiet})
+    const log = progress.wrap(this.logger)
+    this.rangeLog = log
+    let current = plan.attempt[0]
+    const client = this.client(heroku, () => log, () => current)
+    const result = await runRange(
+      {db, client, output: process.stdout, logger: this.logger, progress},
+      {
+        days: plan.attempt,
+        format: run.format,
+        force: run.force,
+        staleAfterMinutes: run.staleAfterMinutes,
+        heartbeatIntervalMs: run.heartbeatIntervalMs,
+        outputDir: run.outputDir,
+        rateLimitReserve: run.reserve ?? DEFAULT_RATE_LIMIT_RESERVE,
+        signal,
+        onDayStart: (day) => (current = day),
+      },
+    )
+
+    const firstLeft = result.results.find((r) => r.outcome === 'not-started')?.day
+    const rerun = plan.mode === 'catch-up'
+      ? `${this.config.bin} process --catch-up${run.days === undefined ? '' : ` --days ${run.days}`} (the next scheduled catch-up does it too)`
+      : `${this.config.bin} process --from ${firstLeft ?? plan.from} --to ${plan.to}`
+    this.logToStderr(renderRangeSummary(result, {rerun}).trimEnd())
+    if (result.exitCode !== EXIT.ok) this.exit(EXIT.failed)
     return result
   }
 
@@ -89,7 +259,9 @@ Exit codes: 0 the day is SUCCESS now or was skipped (already done, or held by a 
     const attempt = result.attempt === undefined ? '' : `, attempt ${result.attempt}`
     switch (result.outcome) {
       case 'success': {
-        this.logger.success(`${result.day} SUCCESS: ${result.events} events in ${result.pages} page${result.pages === 1 ? '' : 's'}, ${seconds}${attempt}`)
+        const digest = result.digest ? `, digest ${shortDigest(result.digest)}` : ''
+        const file = result.file ? `; wrote ${result.file}` : ''
+        this.logger.success(`${result.day} SUCCESS: ${result.events} events in ${result.pages} page${result.pages === 1 ? '' : 's'}, ${seconds}${attempt}${digest}${file}`)
         break
       }
 

@@ -36,10 +36,28 @@ export interface DatabaseConfig {
   ssl: DatabaseSslMode
 }
 
+/** Settings of `process` beyond the API; unset values fall back to the defaults below. */
+export interface ProcessingConfig {
+  /** CATCH_UP_DAYS: the window `process --catch-up` looks back over. */
+  catchUpDays?: number
+  /** RATE_LIMIT_RESERVE: a range starts no new day once RateLimit-Remaining is below this. */
+  rateLimitReserve?: number
+  /** OUTPUT_DIR: also write each SUCCESS day to DIR/YYYY-MM-DD.ndjson.gz. */
+  outputDir?: string
+}
+
+export const DEFAULT_CATCH_UP_DAYS = 7
+export const MAX_CATCH_UP_DAYS = 90
+export const DEFAULT_RATE_LIMIT_RESERVE = 500
+/** Heroku's pool per account: RateLimit-Remaining never exceeds it. */
+export const RATE_LIMIT_POOL = 4500
+
 export interface Config {
   database: DatabaseConfig
   /** Present only when the command needs the API (see loadConfig's `needsHeroku`). */
   heroku?: HerokuConfig
+  /** Present only with `needsHeroku`, as only `process` uses it. */
+  processing?: ProcessingConfig
   logLevel?: LogLevelName
 }
 
@@ -177,6 +195,25 @@ function readPositiveInteger(env: Env, name: string, max: number): number | unde
   return Number(value)
 }
 
+function readInteger(env: Env, name: string, min: number, max: number): number | undefined {
+  const value = read(env, name)
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError(`${name} "${value}" is not a whole number from ${min} to ${max}`, 'fix it or unset it to use the default')
+  }
+
+  return Number(value)
+}
+
+function readProcessing(env: Env): ProcessingConfig {
+  return {
+    catchUpDays: readInteger(env, 'CATCH_UP_DAYS', 1, MAX_CATCH_UP_DAYS),
+    // 0 turns the budget off; the pool never holds more than 4500.
+    rateLimitReserve: readInteger(env, 'RATE_LIMIT_RESERVE', 0, RATE_LIMIT_POOL),
+    outputDir: read(env, 'OUTPUT_DIR'),
+  }
+}
+
 function readFilters(env: Env): EventFilters {
   const filters: EventFilters = {}
   const type = read(env, 'FILTER_TYPE')
@@ -219,7 +256,8 @@ export function loadConfig(env: Env, options: {needsHeroku?: boolean} = {}): Con
   // Secrets are registered before anything else can fail and print them.
   registerSecret(read(env, 'HEROKU_API_TOKEN'))
   const heroku = options.needsHeroku ? readHeroku(env) : undefined
-  return {database: readDatabase(env), heroku, logLevel}
+  const processing = options.needsHeroku ? readProcessing(env) : undefined
+  return {database: readDatabase(env), heroku, processing, logLevel}
 }
 
 export interface WebConfig {

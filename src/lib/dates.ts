@@ -45,17 +45,53 @@ export function parseDay(input: string, what = 'date'): string {
 
 /**
  * Validates a day to process: a real calendar date strictly before today (UTC). Today and later
- * are refused, since a SUCCESS would hide the events still to come.
+ * are refused, since a SUCCESS would hide the events still to come. `what` names the input in
+ * messages (`date`, `--from`…) and `flag` the option the hint suggests.
  */
-export function parseProcessableDay(input: string, now: Date = new Date()): string {
-  const day = parseDay(input)
+export function parseProcessableDay(input: string, now: Date = new Date(), what = 'date', flag = '--date'): string {
+  const day = parseDay(input, what)
   const today = todayUtc(now)
   if (day >= today) {
     throw new UsageError(
-      `date ${day} is ${day === today ? 'today' : 'in the future'} (UTC): its events are not all in yet`,
-      `process a day before ${today}, e.g. --date ${yesterdayUtc(now)}`,
+      `${what} ${day} is ${day === today ? 'today' : 'in the future'} (UTC): its events are not all in yet`,
+      `process a day before ${today}, e.g. ${flag} ${yesterdayUtc(now)}`,
     )
   }
 
   return day
+}
+
+/** The day `n` days after `day` (before, when negative), as YYYY-MM-DD. */
+export function addDays(day: string, n: number): string {
+  return DateTime.fromISO(day, {zone: 'utc'}).plus({days: n}).toISODate()!
+}
+
+/** Every day from `from` to `to`, both included, oldest first; empty when from > to. */
+export function daysBetween(from: string, to: string): string[] {
+  const days: string[] = []
+  // Calendar arithmetic in UTC, so month ends, year ends and Feb 29 come out right.
+  for (let day = from; day <= to; day = addDays(day, 1)) days.push(day)
+  return days
+}
+
+/** The longest range one run accepts: a year, leap day included. */
+export const MAX_RANGE_DAYS = 366
+
+/**
+ * Validates `--from`/`--to`: both processable days (see parseProcessableDay), from ≤ to, and at
+ * most MAX_RANGE_DAYS days long, so a typo in a year cannot queue a decade of requests.
+ */
+export function parseProcessableRange(fromInput: string, toInput: string, now: Date = new Date()): {from: string; to: string} {
+  const from = parseProcessableDay(fromInput, now, '--from', '--from')
+  const to = parseProcessableDay(toInput, now, '--to', '--to')
+  if (from > to) throw new UsageError(`--from ${from} is after --to ${to}`, `swap them: --from ${to} --to ${from}`)
+  const length = DateTime.fromISO(to, {zone: 'utc'}).diff(DateTime.fromISO(from, {zone: 'utc'}), 'days').days + 1
+  if (length > MAX_RANGE_DAYS) {
+    throw new UsageError(
+      `the range ${from}..${to} has ${length} days, more than the ${MAX_RANGE_DAYS} one run takes`,
+      `split it into runs of at most ${MAX_RANGE_DAYS} days, e.g. --from ${from} --to ${addDays(from, MAX_RANGE_DAYS - 1)}`,
+    )
+  }
+
+  return {from, to}
 }

@@ -1,26 +1,34 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {type StatusReport, renderStatusTable, statusReport} from '../../lib/processing/status-report.js'
+import {MAX_RANGE_DAYS} from '../../lib/dates.js'
+import {DEFAULT_STATUS_DAYS, type StatusReport, renderStatusTable, statusReport} from '../../lib/processing/status-report.js'
 
 export default class DbStatus extends BaseCommand {
-  static override summary = 'show the latest day records, the counts per status and the migration state'
+  static override summary = 'show the latest day records, the counts per status, the missing days and the migration state'
 
   static override enableJsonFlag = true
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     {description: 'The last 30 days as JSON', command: '<%= config.bin %> <%= command.id %> --limit 30 --json'},
+    {description: 'Look for missing days over the last 90 days', command: '<%= config.bin %> <%= command.id %> --days 90'},
   ]
 
   static override flags = {
     limit: Flags.integer({description: 'how many of the latest records to show', default: 10, min: 1, max: 10_000}),
+    days: Flags.integer({
+      description: 'how many days, ending yesterday (UTC), to check for days with no record',
+      default: DEFAULT_STATUS_DAYS,
+      min: 1,
+      max: MAX_RANGE_DAYS,
+    }),
   }
 
   public async run(): Promise<StatusReport> {
     const {flags} = await this.parse(DbStatus)
     this.loadSettings({verbose: flags.verbose})
-    const report = await statusReport(await this.openDb(), flags.limit)
+    const report = await statusReport(await this.openDb(), flags.limit, {days: flags.days})
     if (!this.jsonEnabled()) process.stdout.write(renderStatusTable(report))
     return report
   }

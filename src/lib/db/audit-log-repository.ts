@@ -46,7 +46,7 @@ export async function claimDay(db: Kysely<Database>, request: ClaimRequest): Pro
        attempts, claim_token, heartbeat_at, started_at, finished_at)
     VALUES (${day}, 'PROCESSING', 0, NULL, ${NOW_UTC}, ${NOW_UTC}, 1, ${token}, now(), now(), NULL)
     ON CONFLICT (process_date) DO UPDATE SET
-      status = 'PROCESSING', events_count = 0, error_message = NULL, updated_at = ${NOW_UTC},
+      status = 'PROCESSING', events_count = 0, error_message = NULL, events_digest = NULL, updated_at = ${NOW_UTC},
       attempts = log.attempts + 1, claim_token = EXCLUDED.claim_token,
       heartbeat_at = now(), started_at = now(), finished_at = NULL
     WHERE log.status IN ('FAILED', 'ERROR')
@@ -78,15 +78,18 @@ export interface FinishRequest {
   status: Exclude<ProcessStatus, 'PROCESSING'>
   eventsCount: number
   errorMessage: string | null
+  /** The day's events digest, for SUCCESS; failures store none. */
+  eventsDigest?: string | null
 }
 
 /** The fenced finish: counts only while the claim token still matches. False = claim lost. */
 export async function finishDay(db: Kysely<Database>, request: FinishRequest): Promise<boolean> {
   const {day, token, status, eventsCount, errorMessage} = request
+  const eventsDigest = request.eventsDigest ?? null
   const result = await sql`
     UPDATE audit_events_log
     SET status = ${status}, events_count = ${eventsCount}, error_message = ${errorMessage},
-        updated_at = ${NOW_UTC}, heartbeat_at = now(), finished_at = now()
+        events_digest = ${eventsDigest}, updated_at = ${NOW_UTC}, heartbeat_at = now(), finished_at = now()
     WHERE process_date = ${day} AND claim_token = ${token} AND status = 'PROCESSING'
   `.execute(db)
   return Number(result.numAffectedRows ?? 0) === 1
@@ -103,6 +106,38 @@ export async function isLive(db: Kysely<Database>, day: string, staleAfterMinute
     FROM audit_events_log WHERE process_date = ${day} AND status = 'PROCESSING'
   `.execute(db)
   return row.rows[0]?.live ?? false
+}
+
+export interface DayState {
+  day: string
+  status: ProcessStatus
+  eventsCount: number
+  /** For PROCESSING rows: is the run alive by the database's clock? False for every other status. */
+  live: boolean
+}
+
+/** The record of every day in the inclusive range that has one, oldest first. Read-only. */
+export async function dayStates(
+  db: Kysely<Database>,
+  range: {from: string; to: string},
+  staleAfterMinutes: number,
+): Promise<DayState[]> {
+  const result = await sql<{day: string; status: ProcessStatus; events_count: number | null; live: boolean}>`
+    SELECT process_date AS day, status, events_count,
+           (status = 'PROCESSING' AND ${LAST_SIGN_OF_LIFE} >= ${staleBefore(staleAfterMinutes)}) AS live
+    FROM audit_events_log
+    WHERE process_date BETWEEN ${range.from}::date AND ${range.to}::date
+    ORDER BY process_date
+  `.execute(db)
+  return result.rows.map((r) => ({day: r.day, status: r.status, eventsCount: r.events_count ?? 0, live: r.live}))
+}
+
+/** The most events any SUCCESS day has recorded (0 when none): a basis for estimating pages. */
+export async function busiestDayEvents(db: Kysely<Database>): Promise<number> {
+  const result = await sql<{n: number | null}>`
+    SELECT max(events_count)::int AS n FROM audit_events_log WHERE status = 'SUCCESS'
+  `.execute(db)
+  return result.rows[0]?.n ?? 0
 }
 
 export async function latestDays(db: Kysely<Database>, limit: number): Promise<AuditLogRow[]> {

@@ -24,6 +24,8 @@ export interface AuditEventsLogTable {
   heartbeat_at: ColumnType<Date | null, never, never>
   started_at: ColumnType<Date | null, never, never>
   finished_at: ColumnType<Date | null, never, never>
+  /** SUCCESS days only: SHA-256 hex over the day's event ids, sorted, joined by '\n' (see events-digest.ts). */
+  events_digest: string | null
 }
 
 export interface Database {

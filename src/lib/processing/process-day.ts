@@ -8,8 +8,10 @@ import type {AuditLogRow, Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
 import {HerokuApiError} from '../heroku/errors.js'
 import type {Logger} from '../logger.js'
+import {type DayFile, openDayFile} from '../output/day-file.js'
 import {type OutputFormat, formatEvent} from '../output/format-event.js'
 import {redact, safeErrorMessage} from '../secrets.js'
+import {eventsDigest} from './events-digest.js'
 
 export interface ProcessDayDeps {
   db: Kysely<Database>
@@ -19,6 +21,8 @@ export interface ProcessDayDeps {
   logger: Logger
   now?: () => number
   newToken?: () => string
+  /** Opens a day's output file; tests swap it to make writing fail. */
+  openFile?: (dir: string, day: string) => Promise<DayFile>
 }
 
 export interface ProcessDayOptions {
@@ -28,6 +32,8 @@ export interface ProcessDayOptions {
   staleAfterMinutes: number
   heartbeatIntervalMs: number
   signal?: AbortSignal
+  /** Also write the day, as gzipped JSON lines, to DIR/YYYY-MM-DD.ndjson.gz (atomically). */
+  outputDir?: string
 }
 
 /**
@@ -44,6 +50,12 @@ export interface DayResult {
   durationMs: number
   attempt?: number
   message?: string
+  /** SUCCESS only: the stored digest of the day's events (see events-digest.ts). */
+  digest?: string
+  /** SUCCESS with an output directory: where the day's file is. */
+  file?: string
+  /** RateLimit-Remaining from the last response of this day; absent when no request answered. */
+  rateLimitRemaining?: number
 }
 
 /** Exit code for one or more outcomes: 0 done or skipped, 1 anything failed or lost. */
@@ -63,12 +75,14 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
   const {day} = options
   const startedAt = now()
   const token = (deps.newToken ?? randomUUID)()
+  let rateLimitRemaining: number | undefined
   const result = (outcome: DayOutcome, extra: Partial<DayResult> = {}): DayResult => ({
     day,
     outcome,
     events: 0,
     pages: 0,
     durationMs: now() - startedAt,
+    ...(rateLimitRemaining === undefined ? {} : {rateLimitRemaining}),
     ...extra,
   })
 
@@ -101,27 +115,47 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
 
   let events = 0
   let pages = 0
+  let file: DayFile | undefined
+  let fileCommitted = false
   try {
+    if (options.outputDir) file = await (deps.openFile ?? openDayFile)(options.outputDir, day)
     // Formatted lines only: the parsed objects of a page are dropped as soon as it is formatted.
+    // The ids are kept (as strings) for the digest, which needs them sorted.
     const chunks: string[] = []
+    const ids: string[] = []
     for await (const page of client.fetchDay(day, {signal})) {
       pages++
       events += page.events.length
-      chunks.push(page.events.map((event) => formatEvent(event, options.format)).join(''))
+      rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
+      const lines = page.events.map((event) => formatEvent(event, options.format)).join('')
+      chunks.push(lines)
+      for (const event of page.events) ids.push(event.id)
+      // The file always holds JSON lines, whatever stdout's format; it streams to a temporary name.
+      if (file) await file.write(options.format === 'json' ? lines : page.events.map((event) => formatEvent(event, 'json')).join(''))
       logger.debug(`${day}: page ${page.number}: ${page.events.length} events (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
     }
 
     clearInterval(beat)
     // Check the fence before writing, so a run that lost its claim does not write a duplicate day.
     if (claimLost || !(await heartbeat(db, day, token))) throw new ClaimLost()
+    // The file is renamed into place before the fenced finish, like stdout is written before it:
+    // a crash in between leaves a complete file for a day that is not SUCCESS (the next run
+    // replaces it), never a SUCCESS day whose file is missing, which nothing would ever redo.
+    if (file) {
+      await file.commit()
+      fileCommitted = true
+    }
+
     await writeAll(output, chunks)
-    if (!(await finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null}))) {
+    const digest = eventsDigest(ids)
+    if (!(await finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest}))) {
       throw new ClaimLost()
     }
 
-    return result('success', {events, pages, attempt})
+    return result('success', {events, pages, attempt, digest, ...(file ? {file: file.path} : {})})
   } catch (error) {
     clearInterval(beat)
+    if (file && !fileCommitted) await file.discard()
     if (error instanceof ClaimLost || claimLost) {
       return result('lost', {
         events,
@@ -131,6 +165,9 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       })
     }
 
+    // A 429 that outlasted the retries means the account's pool is empty: report it as such, so a
+    // range starts no further day (its failed responses carry no other reading).
+    if (error instanceof HerokuApiError && error.details.status === 429) rateLimitRemaining = 0
     const status = error instanceof HerokuApiError && error.kind !== 'malformed' ? 'FAILED' : 'ERROR'
     const message = redact(error instanceof Error ? error.message : String(error))
     let recorded: boolean

@@ -1,8 +1,12 @@
 import type {Kysely} from 'kysely'
 
+import {MAX_CATCH_UP_DAYS} from '../config.js'
 import {countByStatus, latestDays} from '../db/audit-log-repository.js'
 import {migrationState} from '../db/migrate.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
+import {shortDigest} from './events-digest.js'
+import {findMissingDays} from './gaps.js'
+import {catchUpWindow} from './plan.js'
 
 export interface StatusRecord {
   date: string
@@ -12,6 +16,8 @@ export interface StatusRecord {
   durationSeconds: number | null
   error: string | null
   updatedAt: string | null
+  /** SUCCESS days: SHA-256 over the day's sorted event ids (see events-digest.ts). */
+  digest: string | null
 }
 
 export interface StatusReport {
@@ -19,7 +25,19 @@ export interface StatusReport {
   counts: Record<string, number>
   total: number
   migrations: {applied: string[]; pending: string[]}
+  /** The days checked for gaps: the `days` days that end yesterday (UTC). */
+  window: {from: string; to: string; days: number}
+  /** Days of the window with no record at all, oldest first. */
+  missing: string[]
 }
+
+export interface StatusOptions {
+  /** How many days, ending yesterday, to check for gaps; default 30. */
+  days?: number
+  now?: Date
+}
+
+export const DEFAULT_STATUS_DAYS = 30
 
 function toRecord(row: AuditLogRow): StatusRecord {
   const duration = row.started_at && row.finished_at ? (row.finished_at.getTime() - row.started_at.getTime()) / 1000 : null
@@ -31,20 +49,41 @@ function toRecord(row: AuditLogRow): StatusRecord {
     durationSeconds: duration,
     error: row.error_message,
     updatedAt: row.updated_at?.toISOString() ?? null,
+    digest: row.events_digest ?? null,
   }
 }
 
 /** What `db status` shows. Records are read only once every migration is applied. */
-export async function statusReport(db: Kysely<Database>, limit: number): Promise<StatusReport> {
+export async function statusReport(db: Kysely<Database>, limit: number, options: StatusOptions = {}): Promise<StatusReport> {
+  const days = options.days ?? DEFAULT_STATUS_DAYS
+  const window = {...catchUpWindow(days, options.now), days}
   const state = await migrationState(db)
   const migrations = {
     applied: state.filter((m) => m.executedAt).map((m) => m.name),
     pending: state.filter((m) => !m.executedAt).map((m) => m.name),
   }
-  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations}
-  const [rows, counts] = await Promise.all([latestDays(db, limit), countByStatus(db)])
+  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations, window, missing: []}
+  const [rows, counts, missing] = await Promise.all([latestDays(db, limit), countByStatus(db), findMissingDays(db, window)])
   const total = Object.values(counts).reduce((sum, n) => sum + n, 0)
-  return {records: rows.map(toRecord), counts, total, migrations}
+  return {records: rows.map(toRecord), counts, total, migrations, window, missing}
+}
+
+/** Consecutive days folded into runs: 2025-09-01..2025-09-07 (7 days), 2025-09-10. */
+export function describeDays(days: string[]): string {
+  const runs: string[][] = []
+  for (const day of days) {
+    const run = runs.at(-1)
+    if (run && nextDay(run.at(-1)!) === day) run.push(day)
+    else runs.push([day])
+  }
+
+  return runs.map((run) => (run.length === 1 ? run[0] : `${run[0]}..${run.at(-1)} (${run.length} days)`)).join(', ')
+}
+
+function nextDay(day: string): string {
+  const date = new Date(`${day}T00:00:00Z`)
+  date.setUTCDate(date.getUTCDate() + 1)
+  return date.toISOString().slice(0, 10)
 }
 
 /** A fixed-width table; the error column is shortened to keep one record per line. */
@@ -60,13 +99,14 @@ export function renderStatusTable(report: StatusReport): string {
     lines.push('No records yet: run `audit-logger process` to fetch yesterday.')
   } else {
     lines.push(`Latest ${report.records.length} of ${report.total} records:`)
-    const header = ['DATE', 'STATUS', 'EVENTS', 'ATTEMPTS', 'DURATION', 'ERROR']
+    const header = ['DATE', 'STATUS', 'EVENTS', 'ATTEMPTS', 'DURATION', 'DIGEST', 'ERROR']
     const rows = report.records.map((r) => [
       r.date,
       r.status,
       String(r.events),
       String(r.attempts),
       r.durationSeconds === null ? '-' : `${r.durationSeconds.toFixed(1)} s`,
+      shortDigest(r.digest),
       shorten(r.error ?? '', 80),
     ])
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
@@ -78,6 +118,13 @@ export function renderStatusTable(report: StatusReport): string {
 
   const counts = Object.entries(report.counts).map(([status, n]) => `${status} ${n}`)
   lines.push('', `Counts: ${counts.length > 0 ? counts.join(', ') : 'none'}`)
+  const {window, missing} = report
+  lines.push(
+    missing.length === 0
+      ? `Missing days in the last ${window.days} days (${window.from}..${window.to}): none`
+      : `Missing days in the last ${window.days} days (${window.from}..${window.to}): ${missing.length} — ${describeDays(missing)}. ` +
+          `Run \`audit-logger process ${window.days <= MAX_CATCH_UP_DAYS ? `--catch-up --days ${window.days}` : `--from ${missing[0]} --to ${missing.at(-1)}`}\` to fetch them.`,
+  )
   const latest = report.migrations.applied.at(-1)
   lines.push(`Migrations: ${report.migrations.applied.length} applied, none pending${latest ? ` (latest ${latest})` : ''}`)
   return `${lines.join('\n')}\n`

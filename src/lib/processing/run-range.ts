@@ -1,0 +1,193 @@
+import type {Kysely} from 'kysely'
+
+import type {Database} from '../db/schema.js'
+import type {AuditClient} from '../heroku/client.js'
+import type {Logger} from '../logger.js'
+import type {OutputFormat} from '../output/format-event.js'
+import {redact, safeErrorMessage} from '../secrets.js'
+import {type DayOutcome, type DayResult, exitCodeFor, processDay} from './process-day.js'
+import {type Progress, outcomeLabel} from './progress.js'
+
+/** About how fast Heroku refills an account's pool: 4500 tokens an hour. */
+export const REFILL_PER_MINUTE = 75
+
+/** A range's day either went through the day job, or was never started (budget or signal). */
+export type RangeOutcome = DayOutcome | 'not-started'
+
+export interface RangeDayResult extends Omit<DayResult, 'outcome'> {
+  outcome: RangeOutcome
+}
+
+export type RangeStop =
+  | {reason: 'budget'; rateLimitRemaining: number; reserve: number; daysLeft: number; retryInMinutes: number}
+  | {reason: 'signal'; daysLeft: number}
+
+export interface RangeResult {
+  results: RangeDayResult[]
+  stopped?: RangeStop
+  /** The worst outcome's exit code (see rangeExitCode). */
+  exitCode: 0 | 1
+}
+
+export interface RunRangeDeps {
+  db: Kysely<Database>
+  client: AuditClient
+  output: NodeJS.WritableStream
+  logger: Logger
+  progress?: Progress
+  /** The day job; tests may wrap it. */
+  processDay?: typeof processDay
+}
+
+export interface RunRangeOptions {
+  /** The days to go through the claim protocol, in the order given (oldest first). */
+  days: string[]
+  format: OutputFormat
+  force: boolean
+  staleAfterMinutes: number
+  heartbeatIntervalMs: number
+  /** No new day starts once RateLimit-Remaining is below this; 0 turns the budget off. */
+  rateLimitReserve: number
+  outputDir?: string
+  /** Aborts the day in progress (recorded FAILED) and starts no other. */
+  signal?: AbortSignal
+  /** Told which day starts, e.g. to prefix the API client's notices. */
+  onDayStart?: (day: string) => void
+}
+
+/** Minutes until the pool is back above the reserve, at ~75 tokens a minute; at least 1. */
+export function minutesToRefill(rateLimitRemaining: number, reserve: number): number {
+  return Math.max(1, Math.ceil((reserve - rateLimitRemaining) / REFILL_PER_MINUTE))
+}
+
+/**
+ * Exit code of a range: 1 when a day ended FAILED, ERROR or lost its claim, or when a signal
+ * interrupted the range; 0 otherwise. A budget stop alone is 0: nothing failed, the untouched
+ * days keep no record, and the next run (catch-up) takes them; failing would page someone for
+ * the tool being polite to the shared rate limit.
+ */
+export function rangeExitCode(results: RangeDayResult[], stopped?: RangeStop): 0 | 1 {
+  const outcomes = results.map((r) => r.outcome).filter((o): o is DayOutcome => o !== 'not-started')
+  if (stopped?.reason === 'signal') return 1
+  return exitCodeFor(outcomes)
+}
+
+/**
+ * Runs the day job for each day, one at a time, oldest first. A failing day does not stop the
+ * others. The rate budget: the RateLimit-Remaining of the last response seen is checked before
+ * each day; once it is below the reserve no new day starts, and the rest are left untouched (no
+ * record written, so they stay missing rather than FAILED). No request is spent just to probe the
+ * pool: the first day's own responses are the first reading, so the budget can be undercut by at
+ * most that one day's pages.
+ */
+export async function runRange(deps: RunRangeDeps, options: RunRangeOptions): Promise<RangeResult> {
+  const {progress} = deps
+  const logger = progress ? progress.wrap(deps.logger) : deps.logger
+  const job = deps.processDay ?? processDay
+  const results: RangeDayResult[] = []
+  let rateLimitRemaining: number | undefined
+  let stopped: RangeStop | undefined
+
+  progress?.start(options.days.length)
+  try {
+    for (const [index, day] of options.days.entries()) {
+      const daysLeft = options.days.length - index
+      if (options.signal?.aborted) {
+        stopped = {reason: 'signal', daysLeft}
+        break
+      }
+
+      if (options.rateLimitReserve > 0 && rateLimitRemaining !== undefined && rateLimitRemaining < options.rateLimitReserve) {
+        stopped = {
+          reason: 'budget',
+          rateLimitRemaining,
+          reserve: options.rateLimitReserve,
+          daysLeft,
+          retryInMinutes: minutesToRefill(rateLimitRemaining, options.rateLimitReserve),
+        }
+        break
+      }
+
+      options.onDayStart?.(day)
+      progress?.dayStarted(day)
+      const result = await runOne(job, {...deps, logger}, options, day)
+      if (result.rateLimitRemaining !== undefined) rateLimitRemaining = result.rateLimitRemaining
+      results.push(result)
+      progress?.dayFinished(result)
+    }
+  } finally {
+    progress?.stop()
+  }
+
+  const why = stopped?.reason === 'budget' ? 'rate budget: left for a later run' : 'interrupted before it started'
+  for (const day of options.days.slice(results.length)) {
+    results.push({day, outcome: 'not-started', events: 0, pages: 0, durationMs: 0, message: why})
+  }
+
+  return {results, stopped, exitCode: rangeExitCode(results, stopped)}
+}
+
+/** One day; an exception (e.g. the database gone during the claim) becomes that day's ERROR. */
+async function runOne(job: typeof processDay, deps: RunRangeDeps & {logger: Logger}, options: RunRangeOptions, day: string): Promise<DayResult> {
+  const started = Date.now()
+  try {
+    return await job(
+      {db: deps.db, client: deps.client, output: deps.output, logger: deps.logger},
+      {
+        day,
+        format: options.format,
+        force: options.force,
+        staleAfterMinutes: options.staleAfterMinutes,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        signal: options.signal,
+        outputDir: options.outputDir,
+      },
+    )
+  } catch (error) {
+    return {day, outcome: 'error', events: 0, pages: 0, durationMs: Date.now() - started, message: `not processed: ${safeErrorMessage(error)}`}
+  }
+}
+
+/** The closing table on stderr: one line per day, then the totals and, if stopped, what next. */
+export function renderRangeSummary(result: RangeResult, options: {rerun: string}): string {
+  const header = ['DATE', 'OUTCOME', 'EVENTS', 'PAGES', 'DURATION', 'NOTE']
+  const rows = result.results.map((r) => [
+    r.day,
+    outcomeLabel(r.outcome),
+    r.outcome === 'not-started' ? '-' : String(r.events),
+    r.outcome === 'not-started' ? '-' : String(r.pages),
+    r.outcome === 'not-started' ? '-' : `${(r.durationMs / 1000).toFixed(1)} s`,
+    r.outcome === 'success' ? '' : oneLine(r.message ?? '', 100),
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+  const rightAligned = new Set([2, 3, 4])
+  const format = (cells: string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : rightAligned.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd()
+  const lines = [format(header), ...rows.map(format)]
+
+  const tally = new Map<string, number>()
+  for (const r of result.results) tally.set(outcomeLabel(r.outcome), (tally.get(outcomeLabel(r.outcome)) ?? 0) + 1)
+  const parts = [...tally].map(([label, n]) => `${n} ${label}`)
+  lines.push('', `${result.results.length} day(s): ${parts.join(', ')}.`)
+
+  const {stopped} = result
+  if (stopped?.reason === 'budget') {
+    lines.push(
+      `Stopped for the rate budget: RateLimit-Remaining ${stopped.rateLimitRemaining} is below the reserve of ${stopped.reserve}, ` +
+        `so ${stopped.daysLeft} day(s) were not started (left without a record, not FAILED) and the account's other tools keep working. ` +
+        `Run again in about ${stopped.retryInMinutes} minute(s): ${options.rerun}`,
+    )
+  } else if (stopped?.reason === 'signal') {
+    lines.push(`Interrupted: ${stopped.daysLeft} day(s) were not started. Run again: ${options.rerun}`)
+  }
+
+  return `${redact(lines.join('\n'))}\n`
+}
+
+function oneLine(text: string, max: number): string {
+  const flat = text.replaceAll(/\s+/g, ' ')
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
+}
