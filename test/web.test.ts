@@ -121,6 +121,7 @@ describe('status page (app.inject against a real database)', () => {
       const html = (await (await app()).inject({url: '/', headers: AUTHORIZED})).body
       const cells = html.match(/class="day day-[a-z]+ wd-\d" href="\/logs\/\d{4}-\d\d-\d\d"/g) ?? []
       expect(cells).to.have.length(90)
+      expect(html).to.include('85 without a record')
       expect(html).to.include('class="day day-success wd-5" href="/logs/2025-09-26" title="2025-09-26: SUCCESS"')
       expect(html).to.include('href="/logs/2025-09-25" title="2025-09-25: MISSING"')
       expect(html).to.include('title="2025-07-03: MISSING"')
@@ -188,6 +189,21 @@ describe('status page (app.inject against a real database)', () => {
       expect(body.records[0]).to.include({date: '2025-09-26', status: 'SUCCESS', events: 10, attempts: 1})
       expect(body.records[0].durationSeconds).to.be.closeTo(3, 0.5)
       expect(body.summary).to.include({total: 5, successful: 2})
+      expect(body.yesterday).to.deep.equal({day: '2025-09-30', status: 'PROCESSING', done: false})
+    })
+
+    it('reports the missing days of the filtered range (at most up to yesterday)', async () => {
+      await seed()
+      const body = (await (await app()).inject({url: '/api/logs?from=2025-09-24&to=2025-10-05', headers: AUTHORIZED})).json()
+      expect(body.missing).to.deep.equal({from: '2025-09-24', to: '2025-09-30', days: ['2025-09-24', '2025-09-25']})
+    })
+
+    it('shows the digest of a SUCCESS day', async () => {
+      await seed()
+      await db.updateTable('audit_events_log').set({events_digest: 'ab'.repeat(32)}).where('process_date', '=', '2025-09-28').execute()
+      const instance = await app()
+      expect((await instance.inject({url: '/api/logs/2025-09-28', headers: AUTHORIZED})).json().digest).to.equal('ab'.repeat(32))
+      expect((await instance.inject({url: '/logs/2025-09-28', headers: AUTHORIZED})).body).to.include(`<code>${'ab'.repeat(32)}</code>`)
     })
 
     it('GET /api/logs/:date gives one record, or 404', async () => {
@@ -207,6 +223,51 @@ describe('status page (app.inject against a real database)', () => {
       const response = await (await app()).inject({url: '/healthz'})
       expect(response.statusCode).to.equal(200)
       expect(response.json()).to.deep.include({ok: true, database: 'reachable', latestSuccess: '2025-09-28'})
+    })
+
+    it('reports yesterday and the missing days of the last 30', async () => {
+      await seed()
+      const body = (await (await app()).inject({url: '/healthz'})).json()
+      expect(body.yesterday).to.deep.equal({day: '2025-09-30', status: 'PROCESSING', done: false})
+      expect(body.missing.from).to.equal('2025-09-01')
+      expect(body.missing.to).to.equal('2025-09-30')
+      expect(body.missing.days).to.have.length(25)
+      expect(body.missing.days).to.include('2025-09-25')
+      expect(body.missing.days).not.to.include('2025-09-26')
+    })
+
+    describe('HEALTH_REQUIRE_YESTERDAY_AFTER', () => {
+      const at = (iso: string) => () => new Date(iso)
+      const withHour = async (hour: number, now: () => Date) =>
+        buildApp({db, config: {port: 0, staleAfterMinutes: 15, requireYesterdayAfterHour: hour}, version: VERSION, logger: captureLogger(), now})
+
+      it('answers 503 once the hour has passed and yesterday is not SUCCESS', async () => {
+        await seed()
+        const late = await withHour(6, at('2025-10-01T06:00:00Z'))
+        const response = await late.inject({url: '/healthz'})
+        expect(response.statusCode).to.equal(503)
+        expect(response.json()).to.include({ok: false, database: 'reachable'})
+        expect(response.json().reason).to.equal('yesterday (2025-09-30) is PROCESSING, not SUCCESS, after 06:00 UTC')
+        await late.close()
+      })
+
+      it('answers 200 before the hour, and after it once yesterday is SUCCESS', async () => {
+        await seed()
+        const early = await withHour(6, at('2025-10-01T05:59:59Z'))
+        expect((await early.inject({url: '/healthz'})).statusCode).to.equal(200)
+        await early.close()
+        const nextDay = await withHour(6, at('2025-09-29T07:00:00Z'))
+        const response = await nextDay.inject({url: '/healthz'})
+        expect(response.statusCode).to.equal(200)
+        expect(response.json().yesterday).to.deep.equal({day: '2025-09-28', status: 'SUCCESS', done: true})
+        await nextDay.close()
+      })
+
+      it('is read from the environment as an hour 0..23', () => {
+        expect(loadWebConfig({HEALTH_REQUIRE_YESTERDAY_AFTER: '6'}).requireYesterdayAfterHour).to.equal(6)
+        expect(loadWebConfig({}).requireYesterdayAfterHour).to.equal(undefined)
+        expect(() => loadWebConfig({HEALTH_REQUIRE_YESTERDAY_AFTER: '24'})).to.throw(UsageError, /HEALTH_REQUIRE_YESTERDAY_AFTER/)
+      })
     })
 
     it('answers 503 when the database is unreachable, naming no secret', async () => {

@@ -266,6 +266,8 @@ export interface WebConfig {
   port: number
   /** Minutes without a heartbeat after which a PROCESSING record may be deleted without force. */
   staleAfterMinutes: number
+  /** UTC hour from which /healthz answers 503 unless yesterday is SUCCESS (HEALTH_REQUIRE_YESTERDAY_AFTER). */
+  requireYesterdayAfterHour?: number
 }
 
 /** The status page's settings: both credentials or neither, and a valid port. */
@@ -283,5 +285,6 @@ export function loadWebConfig(env: Env, portFlag?: number): WebConfig {
 
   const port = portFlag ?? readPositiveInteger(env, 'PORT', 65_535) ?? 3000
   const staleAfterMinutes = readPositiveInteger(env, 'STALE_AFTER_MINUTES', 24 * 60) ?? 15
-  return {auth: username && password ? {username, password} : undefined, port, staleAfterMinutes}
+  const requireYesterdayAfterHour = readInteger(env, 'HEALTH_REQUIRE_YESTERDAY_AFTER', 0, 23)
+  return {auth: username && password ? {username, password} : undefined, port, staleAfterMinutes, requireYesterdayAfterHour}
 }

@@ -1,10 +1,10 @@
 import type {FastifyInstance} from 'fastify'
-import {sql} from 'kysely'
 
 import {findDay} from '../db/audit-log-repository.js'
 import {listLogs, summarizeLogs} from '../db/log-queries.js'
 import {safeErrorMessage} from '../secrets.js'
 import type {RouteContext} from './app.js'
+import {checkHealth, gapReport} from './health.js'
 import {HttpError} from './http-error.js'
 import {type LogQuery, assertCalendarDate, dateSchema, filterFromQuery, logQuerySchema} from './validation.js'
 import {toRecordView} from './view-model.js'
@@ -16,7 +16,11 @@ export function registerApiRoutes(app: FastifyInstance, context: RouteContext): 
   app.get<{Querystring: LogQuery}>('/api/logs', {schema: {querystring: logQuerySchema}}, async (request) => {
     const query = request.query
     const filter = filterFromQuery(query)
-    const [page, summary] = await Promise.all([listLogs(db, filter, {offset: (query.page - 1) * query.size, limit: query.size}), summarizeLogs(db, filter)])
+    const [page, summary, gaps] = await Promise.all([
+      listLogs(db, filter, {offset: (query.page - 1) * query.size, limit: query.size}),
+      summarizeLogs(db, filter),
+      gapReport(db, context.now(), filter),
+    ])
     return {
       filter,
       page: query.page,
@@ -25,6 +29,8 @@ export function registerApiRoutes(app: FastifyInstance, context: RouteContext): 
       pages: Math.max(1, Math.ceil(page.total / query.size)),
       records: page.rows.map((row) => toRecordView(row)),
       summary,
+      missing: {...gaps.window, days: gaps.missing},
+      yesterday: gaps.yesterday,
     }
   })
 
@@ -42,9 +48,8 @@ export function registerApiRoutes(app: FastifyInstance, context: RouteContext): 
   // No auth and no secrets: for uptime monitors and the router.
   app.get('/healthz', async (_request, reply) => {
     try {
-      const latest = await sql<{day: string | null}>`
-        SELECT max(process_date)::text AS day FROM audit_events_log WHERE status = 'SUCCESS'`.execute(db)
-      return {ok: true, database: 'reachable', latestSuccess: latest.rows[0]?.day ?? null}
+      const health = await checkHealth(db, context.now(), context.config.requireYesterdayAfterHour)
+      return reply.code(health.statusCode).send(health.body)
     } catch (error) {
       context.logger.warn(`healthz: database unreachable: ${safeErrorMessage(error)}`)
       return reply.code(503).send({ok: false, database: 'unreachable'})

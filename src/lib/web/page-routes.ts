@@ -7,6 +7,7 @@ import type {RouteContext} from './app.js'
 import {HttpError} from './http-error.js'
 import {type LogQuery, assertCalendarDate, dateSchema, filterFromQuery, logQuerySchema} from './validation.js'
 import {
+  type CalendarCell,
   allColumns,
   calendarCells,
   calendarRange,
@@ -73,7 +74,7 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
       },
       apiLink: `/api/logs${logQuery(filter, {page: query.page, size: query.size})}`,
       summary: summaryView(summary),
-      calendar: {from: range.from, to: range.to, cells: calendarCells(calendarStatuses, now)},
+      calendar: calendarView(range, calendarCells(calendarStatuses, now)),
       version: context.version,
     })
   })
@@ -144,6 +145,10 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
       return reply.redirect(`/?${query}`, 303)
     },
   )
+}
+
+function calendarView(range: {from: string; to: string}, cells: CalendarCell[]) {
+  return {...range, cells, missing: cells.filter((cell) => cell.status === 'MISSING').length}
 }
 
 function readOnlyError(): HttpError {

@@ -17,6 +17,8 @@ export interface RecordView {
   startedAt: string | null
   finishedAt: string | null
   claimToken: string | null
+  /** SHA-256 over the day's sorted event ids, for a SUCCESS day. */
+  digest: string | null
 }
 
 const iso = (value: Date | null | undefined) => (value ? value.toISOString() : null)
@@ -35,6 +37,7 @@ export function toRecordView(row: AuditLogRow): RecordView {
     startedAt: iso(row.started_at),
     finishedAt: iso(row.finished_at),
     claimToken: row.claim_token,
+    digest: row.events_digest,
   }
 }
 
