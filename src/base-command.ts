@@ -3,7 +3,7 @@ import type {ConsolaInstance} from 'consola'
 import type {Kysely} from 'kysely'
 
 import {type Config, loadConfig, withDotEnv} from './lib/config.js'
-import {connectDb, describeDatabase, describeDbError} from './lib/db/connection.js'
+import {describeDbError, type OpenedDatabase, openDatabase} from './lib/db/connection.js'
 import {migrateToLatest} from './lib/db/migrate.js'
 import type {Database} from './lib/db/schema.js'
 import {EXIT, UsageError} from './lib/errors.js'
@@ -22,7 +22,7 @@ export abstract class BaseCommand extends Command {
 
   protected logger: ConsolaInstance = createLogger('info')
   private settings?: Config
-  private database?: Kysely<Database>
+  private database?: OpenedDatabase
 
   /** Reads the environment (and .env) once; `needsHeroku` also requires the API settings. */
   protected loadSettings(options: {needsHeroku?: boolean; verbose?: boolean} = {}): Config {
@@ -31,16 +31,25 @@ export abstract class BaseCommand extends Command {
     return this.settings
   }
 
-  /** Opens the database once; unreachable is a usage error (exit 2) before anything is claimed. */
+  /**
+   * Opens the database once, and says which on stderr: PostgreSQL at DATABASE_URL, or the embedded
+   * one. Unreachable, or an embedded directory in use, is a usage error (exit 2) before anything is claimed.
+   */
   protected async openDb(): Promise<Kysely<Database>> {
-    if (this.database) return this.database
+    if (this.database) return this.database.db
     const settings = this.settings ?? this.loadSettings()
-    const where = describeDatabase(settings.database)
-    this.logger.debug(`database: ${where}`)
-    this.database = await connectDb(settings.database, {
+    this.database = await openDatabase(settings.database, {
       onIdleError: (message) => this.logger.warn(`database connection dropped: ${message}`),
     })
-    return this.database
+    this.logger.info(`using ${this.database.describe}`)
+    return this.database.db
+  }
+
+  /** Closes the database if open: ends the pool, or closes the embedded one and releases its directory. */
+  protected async closeDb(): Promise<void> {
+    const database = this.database
+    this.database = undefined
+    await database?.close()
   }
 
   /** Applies pending migrations, saying which ran. */
@@ -85,8 +94,7 @@ export abstract class BaseCommand extends Command {
   }
 
   protected override async finally(error: Error | undefined): Promise<unknown> {
-    await this.database?.destroy().catch(() => {})
-    this.database = undefined
+    await this.closeDb().catch(() => {})
     return super.finally(error)
   }
 }

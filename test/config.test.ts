@@ -1,5 +1,5 @@
 import {mkdtempSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {homedir, tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {expect} from 'chai'
@@ -29,7 +29,7 @@ function usageErrorOf(work: () => unknown): UsageError {
 describe('configuration', () => {
   it('reads a complete environment into a typed object', () => {
     const config = loadConfig({...base, FILTER_TYPE: 'app', FILTER_ACTION: 'create', FILTER_ACTOR_EMAIL: 'a@example.com'}, {needsHeroku: true})
-    expect(config.database).to.deep.equal({url: base.DATABASE_URL, ssl: 'auto'})
+    expect(config.database).to.deep.equal({kind: 'postgres', url: base.DATABASE_URL, ssl: 'auto'})
     expect(config.heroku).to.include({apiUrl: DEFAULT_HEROKU_API_URL, token: base.HEROKU_API_TOKEN, accountId: 'acme'})
     expect(config.heroku?.filters).to.deep.equal({type: 'app', action: 'create', actorEmail: 'a@example.com'})
   })
@@ -38,6 +38,27 @@ describe('configuration', () => {
     const {HEROKU_ACCOUNT_ID: _, ...rest} = base
     const uuid = '3f0e5b6e-1c2d-4e5f-8a9b-0c1d2e3f4a5b'
     expect(loadConfig({...rest, HEROKU_ACCOUNT_ID_OR_NAME: uuid}, {needsHeroku: true}).heroku?.accountId).to.equal(uuid)
+  })
+
+  it('uses the embedded database when DATABASE_URL is not set, in AUDIT_LOGGER_DATA_DIR or the user’s data folder', () => {
+    const {DATABASE_URL: _, ...noUrl} = base
+    expect(loadConfig({...noUrl, AUDIT_LOGGER_DATA_DIR: '/srv/audit'}).database).to.deep.equal({kind: 'embedded', dataDir: '/srv/audit'})
+    expect(loadConfig({...noUrl, DATABASE_URL: '  ', XDG_DATA_HOME: '/x/data'}).database).to.deep.equal({kind: 'embedded', dataDir: '/x/data/audit-logger'})
+    const inHome = loadConfig({...noUrl, AUDIT_LOGGER_DATA_DIR: undefined, XDG_DATA_HOME: undefined}).database
+    expect(inHome).to.deep.equal({kind: 'embedded', dataDir: join(homedir(), '.local', 'share', 'audit-logger')})
+    // DATABASE_URL wins over a data directory.
+    expect(loadConfig({...base, AUDIT_LOGGER_DATA_DIR: '/srv/audit'}).database.kind).to.equal('postgres')
+  })
+
+  it('refuses the embedded database on a Heroku dyno, whose disk is wiped on restart, pointing to Heroku Postgres', () => {
+    const {DATABASE_URL: _, ...noUrl} = base
+    for (const env of [{...noUrl, DYNO: 'web.1'}, {...noUrl, DYNO: 'scheduler.4021', AUDIT_LOGGER_DATA_DIR: '/app/data'}]) {
+      const error = usageErrorOf(() => loadConfig(env, {needsHeroku: true}))
+      expect(error.message).to.equal('DATABASE_URL is not set, and the embedded database cannot live on a Heroku dyno (its disk is wiped on every restart)')
+      expect(error.hint).to.equal('add Heroku Postgres, which sets DATABASE_URL: heroku addons:create heroku-postgresql:essential-0')
+    }
+
+    expect(loadConfig({...base, DYNO: 'web.1'}).database.kind).to.equal('postgres')
   })
 
   it('does not ask for the API settings unless the command needs them', () => {
@@ -49,7 +70,6 @@ describe('configuration', () => {
     ['an empty token', {HEROKU_API_TOKEN: '  '}, /HEROKU_API_TOKEN is not set/],
     ['a missing account', {HEROKU_ACCOUNT_ID: undefined}, /HEROKU_ACCOUNT_ID is not set/],
     ['a malformed account', {HEROKU_ACCOUNT_ID: 'acme/../x'}, /HEROKU_ACCOUNT_ID "acme\/..\/x" is neither a UUID nor an account name/],
-    ['a missing DATABASE_URL', {DATABASE_URL: undefined}, /DATABASE_URL is not set/],
     ['a DATABASE_URL that is not a URL', {DATABASE_URL: 'not a url'}, /DATABASE_URL is not a valid URL/],
     ['a DATABASE_URL of another kind', {DATABASE_URL: 'mysql://u@h/d'}, /DATABASE_URL must start with postgres/],
     ['a bad DATABASE_SSL', {DATABASE_SSL: 'maybe'}, /DATABASE_SSL must be/],

@@ -9,9 +9,9 @@ import {claimDay, type ClaimResult, cleanupStale, findDay} from '../src/lib/db/a
 import {connectDb, createDb, describeDatabase, describeDbError, isConnectionError, sslOptions} from '../src/lib/db/connection.js'
 import {migrateToLatest, migrationState} from '../src/lib/db/migrate.js'
 import type {Database} from '../src/lib/db/schema.js'
-import type {DatabaseConfig} from '../src/lib/config.js'
+import type {PostgresDatabaseConfig} from '../src/lib/config.js'
 import {UsageError} from '../src/lib/errors.js'
-import {backdateHeartbeat, clearLog, createScratchDatabase, openTestDb} from './support/db.js'
+import {backdateHeartbeat, clearLog, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
 
 const MIGRATIONS = [
   '2025-10-01T00-00-00_create_audit_events_log',
@@ -62,7 +62,7 @@ async function tableShape(db: Kysely<Database>): Promise<string[]> {
   return shape.map((r) => r.line)
 }
 
-describe('database', () => {
+describeWithServer('database', () => {
   describe('migrations', () => {
     it('create the table, its indexes and the unique day on a fresh database, once', async () => {
       const db = openTestDb(await createScratchDatabase('fresh'))
@@ -258,10 +258,10 @@ describe('database', () => {
 
   describe('connection', () => {
     const HEROKU_URL = `postgres://u:${SENTINEL}@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d`
-    const config = (url: string, ssl: DatabaseConfig['ssl'] = 'auto'): DatabaseConfig => ({url, ssl})
+    const config = (url: string, ssl: PostgresDatabaseConfig['ssl'] = 'auto'): PostgresDatabaseConfig => ({kind: 'postgres', url, ssl})
 
     it('chooses TLS from the host, the URL’s sslmode and DATABASE_SSL', () => {
-      const cases: Array<[string, DatabaseConfig['ssl'], ReturnType<typeof sslOptions>]> = [
+      const cases: Array<[string, PostgresDatabaseConfig['ssl'], ReturnType<typeof sslOptions>]> = [
         [HEROKU_URL, 'auto', {rejectUnauthorized: false}],
         ['postgres://u:p@localhost:5432/d', 'auto', false],
         ['postgres://u:p@127.0.0.1:5432/d', 'auto', false],
@@ -384,4 +384,4 @@ describe('database', () => {
       }
     })
   })
-})
+}, 'tests PostgreSQL itself: scratch databases, connections, TLS, time zones')

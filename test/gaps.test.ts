@@ -3,13 +3,13 @@ import {type Kysely, sql} from 'kysely'
 
 import type {Database} from '../src/lib/db/schema.js'
 import {findMissingDays, yesterdayState} from '../src/lib/processing/gaps.js'
-import {clearLog, insertRecord, openTestDb} from './support/db.js'
+import {clearLog, describeOnEngines, insertRecord} from './support/db.js'
 
-describe('gaps: findMissingDays and yesterdayState', () => {
+describeOnEngines('gaps: findMissingDays and yesterdayState', (engine) => {
   let db: Kysely<Database>
 
-  before(() => {
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
+  before(async () => {
+    db = await engine.open()
   })
 
   after(() => db.destroy())

@@ -16,7 +16,7 @@ import {
   resetDay,
 } from '../src/lib/db/audit-log-repository.js'
 import type {AuditLogRow, Database, ProcessStatus} from '../src/lib/db/schema.js'
-import {backdateHeartbeat, clearLog, insertRecord, openTestDb, snapshot} from './support/db.js'
+import {backdateHeartbeat, clearLog, describeOnEngines, insertRecord, snapshot} from './support/db.js'
 
 const DAY = '2025-09-28'
 const STALE_AFTER = 15
@@ -61,10 +61,9 @@ function finish(day: string, token: string, status: 'SUCCESS' | 'FAILED' | 'ERRO
   return finishDay(db, {day, token, status, eventsCount, errorMessage: status === 'SUCCESS' ? null : 'it broke'})
 }
 
-describe('audit-log repository', () => {
-  before(() => {
-    expect(process.env.TEST_DATABASE_URL, 'the root hook sets TEST_DATABASE_URL').to.be.a('string')
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
+describeOnEngines('audit-log repository', (engine) => {
+  before(async () => {
+    db = await engine.open()
   })
 
   after(() => db.destroy())

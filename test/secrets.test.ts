@@ -9,14 +9,14 @@ import type {Database} from '../src/lib/db/schema.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, runCli} from './support/cli.js'
-import {clearLog, openTestDb} from './support/db.js'
+import {clearLog, describeWithServer, openTestDb} from './support/db.js'
 
 const TOKEN = 'HRKU-SENTINEL-TOKEN-5f1c0a7e9b3d4c2a8e6f'
 const WRONG_TOKEN = 'HRKU-SENTINEL-WRONG-1a2b3c4d5e6f7a8b9c0d'
 const PASSWORD = 'Sentinel-Db-Password-7731'
 const DAY = '2025-05-05'
 
-describe('secrets never leak (scenario 19)', function () {
+describeWithServer('secrets never leak (scenario 19)', function () {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
@@ -96,4 +96,4 @@ describe('secrets never leak (scenario 19)', function () {
       for (const secret of [TOKEN, WRONG_TOKEN, PASSWORD]) expect(message).not.to.include(secret)
     }
   })
-})
+}, 'starts bin/run.js processes on DATABASE_URL')

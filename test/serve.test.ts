@@ -5,6 +5,7 @@ import {expect} from 'chai'
 import pg from 'pg'
 
 import {cliEnv, runCli, startCli} from './support/cli.js'
+import {describeWithServer} from './support/db.js'
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -25,7 +26,7 @@ async function waitUntil(probe: () => Promise<boolean>, timeoutMs = 10_000): Pro
   }
 }
 
-describe('serve (a real process)', function () {
+describeWithServer('serve (a real process)', function () {
   this.timeout(30_000)
 
   it('refuses to start half-configured, exit 2, one line', async () => {
@@ -70,4 +71,4 @@ describe('serve (a real process)', function () {
       (error: Error) => expect(error.message).to.match(/fetch failed/),
     )
   })
-})
+}, 'a serve process on DATABASE_URL, held in flight by a lock from a second connection')

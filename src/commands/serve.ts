@@ -50,7 +50,8 @@ page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish i
       else this.logger.info(`received ${signal ?? 'exit'}: closing`)
       closing = true
       await app.close()
-      await db.destroy()
+      // Ends the pool, or closes the embedded database and releases its directory for the next process.
+      await this.closeDb()
     })
     const address = await app.listen({host: '0.0.0.0', port: web.port})
     this.logger.info(`status page listening on ${address.replace('0.0.0.0', 'localhost')}${web.auth ? ' (basic auth)' : ' (read-only)'}`)

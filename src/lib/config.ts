@@ -2,6 +2,7 @@ import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {parseEnv} from 'node:util'
 
+import {defaultDataDir} from './db/data-dir.js'
 import {UsageError} from './errors.js'
 import {registerSecret} from './secrets.js'
 
@@ -31,10 +32,20 @@ export interface HerokuConfig {
   maxAttempts?: number
 }
 
-export interface DatabaseConfig {
+/** A PostgreSQL server, from DATABASE_URL. */
+export interface PostgresDatabaseConfig {
+  kind: 'postgres'
   url: string
   ssl: DatabaseSslMode
 }
+
+/** The embedded PostgreSQL (PGlite) in a data directory, when DATABASE_URL is not set. */
+export interface EmbeddedDatabaseConfig {
+  kind: 'embedded'
+  dataDir: string
+}
+
+export type DatabaseConfig = PostgresDatabaseConfig | EmbeddedDatabaseConfig
 
 /** Settings of `process` beyond the API; unset values fall back to the defaults below. */
 export interface ProcessingConfig {
@@ -95,13 +106,21 @@ const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,99}$/i
 const FILTER_WORD = /^[a-z0-9][a-z0-9_.-]*$/i
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
 
+/**
+ * DATABASE_URL names a PostgreSQL server; without it, the embedded database in the data directory.
+ * Not on a Heroku dyno, though: its disk is wiped on every restart and no two dynos share it.
+ */
 function readDatabase(env: Env): DatabaseConfig {
   const url = read(env, 'DATABASE_URL')
   if (!url) {
-    throw new UsageError(
-      'DATABASE_URL is not set',
-      'set DATABASE_URL to a PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/audit_logger (Heroku sets it when you add Heroku Postgres)',
-    )
+    if (read(env, 'DYNO')) {
+      throw new UsageError(
+        'DATABASE_URL is not set, and the embedded database cannot live on a Heroku dyno (its disk is wiped on every restart)',
+        'add Heroku Postgres, which sets DATABASE_URL: heroku addons:create heroku-postgresql:essential-0',
+      )
+    }
+
+    return {kind: 'embedded', dataDir: defaultDataDir(env)}
   }
 
   let parsed: URL
@@ -124,7 +143,7 @@ function readDatabase(env: Env): DatabaseConfig {
     throw new UsageError(`DATABASE_SSL must be auto, disable, no-verify or verify (got "${ssl}")`, 'unset it to use auto')
   }
 
-  return {url, ssl: ssl as DatabaseSslMode}
+  return {kind: 'postgres', url, ssl: ssl as DatabaseSslMode}
 }
 
 function readHeroku(env: Env): HerokuConfig {

@@ -17,9 +17,13 @@ export interface CliResult {
   stderr: string
 }
 
-/** The environment of a run: only what is given, plus PATH and HOME. */
+/**
+ * The environment of a run: only what is given, plus PATH and HOME, and the run's stand-in for
+ * the default embedded data directory (root-hooks.ts), so a run without DATABASE_URL never
+ * touches the developer's own.
+ */
 export function cliEnv(vars: Record<string, string | undefined>): NodeJS.ProcessEnv {
-  return {PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...vars}
+  return {PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', AUDIT_LOGGER_DATA_DIR: process.env.AUDIT_LOGGER_DATA_DIR, ...vars}
 }
 
 export function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess & {result: Promise<CliResult>} {

@@ -1,19 +1,23 @@
 import {Kysely, PostgresDialect} from 'kysely'
 import pg from 'pg'
 
-import type {DatabaseConfig} from '../config.js'
+import type {DatabaseConfig, PostgresDatabaseConfig} from '../config.js'
 import {UsageError} from '../errors.js'
 import {redact} from '../secrets.js'
 import type {Database} from './schema.js'
 
 const OID = {int8: 20, date: 1082, timestamp: 1114} as const
 
+/** What the PostgreSQL functions below need of the configuration. */
+export type PostgresTarget = Pick<PostgresDatabaseConfig, 'url' | 'ssl'>
+
 /**
  * Kysely never converts driver values, so the conversions live here, per pool rather than
  * globally: a `date` stays 'YYYY-MM-DD' whatever the process's time zone, a naive `timestamp`
- * (the old tool wrote UTC) is read as UTC, and bigint counts become numbers.
+ * (the old tool wrote UTC) is read as UTC, and bigint counts become numbers. The embedded
+ * engine's dialect (pglite-dialect.ts) reads values through these same parsers.
  */
-const typeParsers = {
+export const typeParsers = {
   getTypeParser(oid: number, format?: string) {
     switch (oid) {
       case OID.date: {
@@ -42,7 +46,7 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]', ''])
  * its DATABASE_URL carries no sslmode, so `auto` means: no TLS for loopback and sockets, TLS
  * without verification elsewhere, unless the URL's sslmode says otherwise. DATABASE_SSL overrides.
  */
-export function sslOptions(config: DatabaseConfig): false | {rejectUnauthorized: boolean} {
+export function sslOptions(config: PostgresTarget): false | {rejectUnauthorized: boolean} {
   const url = new URL(config.url)
   const mode = config.ssl === 'auto' ? sslModeFromUrl(url) : config.ssl
   if (mode === 'disable') return false
@@ -50,7 +54,7 @@ export function sslOptions(config: DatabaseConfig): false | {rejectUnauthorized:
   return {rejectUnauthorized: false}
 }
 
-function sslModeFromUrl(url: URL): Exclude<DatabaseConfig['ssl'], 'auto'> {
+function sslModeFromUrl(url: URL): Exclude<PostgresTarget['ssl'], 'auto'> {
   const sslmode = url.searchParams.get('sslmode')
   if (sslmode === 'disable' || sslmode === 'allow' || sslmode === 'prefer') return 'disable'
   if (sslmode === 'verify-ca' || sslmode === 'verify-full') return 'verify'
@@ -76,7 +80,7 @@ function withoutSslParams(url: string): string {
 }
 
 /** host:port/database for messages; never the user's password. */
-export function describeDatabase(config: DatabaseConfig): string {
+export function describeDatabase(config: PostgresTarget): string {
   const url = new URL(config.url)
   const host = url.searchParams.get('host') ?? (hostOf(url) || 'localhost')
   return `${host}${url.port ? `:${url.port}` : ''}${url.pathname}`
@@ -90,7 +94,7 @@ export interface CreateDbOptions {
   applicationName?: string
 }
 
-export function createDb(config: DatabaseConfig, options: CreateDbOptions = {}): Kysely<Database> {
+export function createDb(config: PostgresTarget, options: CreateDbOptions = {}): Kysely<Database> {
   const pool = new pg.Pool({
     connectionString: withoutSslParams(config.url),
     ssl: sslOptions(config),
@@ -108,11 +112,13 @@ export function createDb(config: DatabaseConfig, options: CreateDbOptions = {}):
 
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'])
 
-/** One safe line for a pg error: what failed and where, never the password. */
-export function describeDbError(error: unknown, config: DatabaseConfig): string {
-  const where = describeDatabase(config)
+/** One safe line for a database error: what failed and where, never the password. */
+export function describeDbError(error: unknown, config: DatabaseConfig | PostgresTarget): string {
   const {code, message} = (error ?? {}) as {code?: string; message?: string}
   const text = redact(String(message ?? error))
+  // The embedded database runs in this process: there is no server to reach, only queries that fail.
+  if ('dataDir' in config) return `database error in the embedded database at ${config.dataDir}: ${text}`
+  const where = describeDatabase(config)
   if (code && UNREACHABLE_CODES.has(code)) return `cannot reach the database at ${where} (${code})`
   if (/timeout/i.test(text) && /connect/i.test(text)) return `cannot reach the database at ${where} (connection timed out)`
   return `database error at ${where}: ${text}`
@@ -129,7 +135,7 @@ export function isConnectionError(error: unknown): boolean {
  * Opens the database and checks it answers, so a bad DATABASE_URL is a usage error (exit 2)
  * reported before anything is claimed.
  */
-export async function connectDb(config: DatabaseConfig, options: CreateDbOptions = {}): Promise<Kysely<Database>> {
+export async function connectDb(config: PostgresTarget, options: CreateDbOptions = {}): Promise<Kysely<Database>> {
   const db = createDb(config, options)
   try {
     await db.selectNoFrom((eb) => eb.val(1).as('one')).execute()
@@ -138,4 +144,29 @@ export async function connectDb(config: DatabaseConfig, options: CreateDbOptions
     await db.destroy().catch(() => {})
     throw new UsageError(describeDbError(error, config), 'check DATABASE_URL and that the database server is running')
   }
+}
+
+export interface OpenedDatabase {
+  db: Kysely<Database>
+  /** Closes the pool, or the embedded database and the lock on its directory. Safe to call again. */
+  close(): Promise<void>
+  /** Which database, for one line on stderr: the embedded path, or host and database name; never a password. */
+  describe: string
+}
+
+/**
+ * Opens the configured database: PostgreSQL at DATABASE_URL (checked to answer, as connectDb),
+ * or the embedded one in its data directory (held by this process until close). Either failing
+ * to open is a usage error. PGlite is loaded only here, so a DATABASE_URL run never loads it.
+ */
+export async function openDatabase(config: DatabaseConfig, options: CreateDbOptions = {}): Promise<OpenedDatabase> {
+  if (config.kind === 'embedded') {
+    const {openEmbeddedDb} = await import('./embedded.js')
+    const {db, close, describe} = await openEmbeddedDb(config.dataDir)
+    return {db, close, describe}
+  }
+
+  const db = await connectDb(config, options)
+  let closing: Promise<void> | undefined
+  return {db, close: () => (closing ??= db.destroy()), describe: `PostgreSQL at ${describeDatabase(config)}`}
 }

@@ -1,16 +1,16 @@
 import {readFileSync, unlinkSync} from 'node:fs'
 import {mkdir, open, readFile, stat, unlink} from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {PGlite} from '@electric-sql/pglite'
 import {Kysely} from 'kysely'
 
-import type {Env} from '../config.js'
 import {UsageError} from '../errors.js'
 import {PGliteDialect} from './pglite-dialect.js'
 import type {Database} from './schema.js'
+
+export {defaultDataDir} from './data-dir.js'
 
 /*
  * The embedded database: PostgreSQL compiled to WebAssembly (PGlite), stored in a data directory,
@@ -21,7 +21,6 @@ import type {Database} from './schema.js'
  *   DATA_DIR/audit-logger.lock   the pid of the process using it
  */
 
-const APP = 'audit-logger'
 const LOCK_FILE = 'audit-logger.lock'
 const CLUSTER_DIR = 'pgdata'
 /** A lock file without a readable pid this old is a crash between creating and writing it. */
@@ -43,32 +42,6 @@ export interface OpenEmbeddedOptions {
   lockWaitMs?: number
   /** How often to look again while waiting (default 100 ms). */
   lockPollMs?: number
-}
-
-/**
- * Where the embedded database lives: AUDIT_LOGGER_DATA_DIR, else $XDG_DATA_HOME/audit-logger,
- * else the platform's per-user data folder (~/.local/share/audit-logger on Linux).
- */
-export function defaultDataDir(env: Env = process.env, system: {platform?: NodeJS.Platform; homedir?: string} = {}): string {
-  const explicit = env.AUDIT_LOGGER_DATA_DIR?.trim()
-  if (explicit) return path.resolve(explicit)
-  // The XDG spec says a relative value is invalid and must be ignored.
-  const xdg = env.XDG_DATA_HOME?.trim()
-  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, APP)
-  const home = system.homedir ?? os.homedir()
-  switch (system.platform ?? process.platform) {
-    case 'darwin': {
-      return path.join(home, 'Library', 'Application Support', APP)
-    }
-
-    case 'win32': {
-      return path.join(env.LOCALAPPDATA?.trim() || path.join(home, 'AppData', 'Local'), APP)
-    }
-
-    default: {
-      return path.join(home, '.local', 'share', APP)
-    }
-  }
 }
 
 /**

@@ -19,6 +19,8 @@ import {
 } from 'kysely'
 import pg from 'pg'
 
+import {typeParsers} from './connection.js'
+
 /*
  * A Kysely dialect over PGlite (PostgreSQL compiled to WebAssembly, in this process). The SQL is
  * PostgreSQL's, so the compiler, adapter and introspector are Kysely's own Postgres ones; only the
@@ -32,34 +34,14 @@ const {prepareValue} = createRequire(import.meta.url)('pg/lib/utils') as {prepar
 
 type Parse = (value: string) => unknown
 
-const OID = {int8: 20, date: 1082, timestamp: 1114} as const
-
 /**
- * The parser connection.ts gives pg for this type: a `date` stays 'YYYY-MM-DD', a naive
- * `timestamp` is UTC, int8 becomes a number, and everything else is parsed by pg-types exactly
- * as through pg (timestamptz → Date, numeric → string, interval → object, arrays…).
- * Keep in step with connection.ts's typeParsers (a test compares the two engines).
+ * The parser pg gets from connection.ts for this type (a `date` stays 'YYYY-MM-DD', a naive
+ * `timestamp` is UTC, int8 becomes a number, the rest as pg-types parses them), so both engines
+ * give the same values. PGlite passes the type id as a second argument; pg's parsers take one.
  */
 function parserFor(oid: number): Parse {
-  switch (oid) {
-    case OID.date: {
-      return (value) => value
-    }
-
-    case OID.timestamp: {
-      return (value) => new Date(`${value.replace(' ', 'T')}Z`)
-    }
-
-    case OID.int8: {
-      return (value) => Number(value)
-    }
-
-    default: {
-      // PGlite passes the type id as a second argument; pg-types parsers take one.
-      const parse = pg.types.getTypeParser(oid, 'text') as Parse
-      return (value) => parse(value)
-    }
-  }
+  const parse = typeParsers.getTypeParser(oid, 'text') as Parse
+  return (value) => parse(value)
 }
 
 // pg-types answers an unknown type (0 is InvalidOid) with one shared function that keeps the text.
