@@ -4,19 +4,25 @@
  *
  *   npm run bench                 # everything
  *   npm run bench -- big-day      # one of: big-day, startup, page-load, catch-up
+ *
+ * BENCH_RUNS (default 5) sets the runs per figure; BENCH_BIN=/other/checkout/bin/run.js measures
+ * another build (built there) with the same harness, for a before/after comparison.
  */
 import {fileURLToPath} from 'node:url'
 
 import {sql} from 'kysely'
 
+import {addDays, daysBetween} from '../src/lib/dates.js'
 import {migrateToLatest} from '../src/lib/db/migrate.js'
 import {generateEvents} from '../test/fake-heroku/events.js'
 import {startFakeHeroku} from '../test/fake-heroku/server.js'
 import {createScratchDatabase, dropScratchDatabases, openTestDb} from '../test/support/db.js'
-import {measure, median, table, verdict} from './support.js'
+import {type Measurement, measure, median, table, verdict} from './support.js'
 import {pageLoad} from './page-load.js'
+import {startPgCounter} from './pg-counter.js'
 
-const BIN = fileURLToPath(new URL('../bin/run.js', import.meta.url))
+// BENCH_BIN points at another build's bin/run.js, to compare before and after a change.
+const BIN = process.env.BENCH_BIN || fileURLToPath(new URL('../bin/run.js', import.meta.url))
 const FLOOR = fileURLToPath(new URL('floor.mjs', import.meta.url))
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 const only = process.argv[2]
@@ -24,10 +30,11 @@ const out = (line = '') => process.stdout.write(`${line}\n`)
 
 async function bigDay() {
   out('## 1. A big day: process --date D --format json > /dev/null')
-  const days = {'2025-03-01': 100_000, '2025-03-02': 10_000}
+  // The empty day is the fixed cost of a run (start-up, database, one request), for both sides.
+  const days = {'2025-03-01': 100_000, '2025-03-02': 10_000, '2025-03-03': 0}
   const fake = await startFakeHeroku({
     events: Object.fromEntries(Object.entries(days).map(([day, n]) => [day, generateEvents(day, n)])),
-    rateLimitRemaining: 1_000_000,
+    rateLimitRemaining: 1_000_000_000,
   })
   const url = await createScratchDatabase('bench')
   const db = openTestDb(url)
@@ -36,14 +43,19 @@ async function bigDay() {
   const rows = []
   const figures: Record<string, {wall: number; rss: number; floor: number}> = {}
   for (const [day, events] of Object.entries(days)) {
-    const runs = []
-    const floors = []
+    const runs: Measurement[] = []
+    const floors: Measurement[] = []
+    const fetchFloors: Measurement[] = []
     for (let i = 0; i < RUNS; i++) {
       await sql`DELETE FROM audit_events_log`.execute(db)
       const run = await measure(process.execPath, [BIN, 'process', '--date', day, '--format', 'json'], env)
       if (run.code !== 0) throw new Error(`process --date ${day} exited ${run.code}`)
       runs.push(run)
-      floors.push(await measure(process.execPath, [FLOOR, fake.url, fake.token, day], env))
+      for (const [transport, list] of [['http', floors], ['fetch', fetchFloors]] as const) {
+        const floor = await measure(process.execPath, [FLOOR, fake.url, fake.token, day, transport, String(events)], env)
+        if (floor.code !== 0) throw new Error(`the ${transport} floor for ${day} exited ${floor.code}`)
+        list.push(floor)
+      }
     }
 
     const wall = median(runs.map((r) => r.seconds))
@@ -53,18 +65,24 @@ async function bigDay() {
     rows.push({
       events,
       'wall (s)': wall.toFixed(2),
-      'events/s': Math.round(events / wall),
+      'events/s': events ? Math.round(events / wall) : '-',
       'peak RSS (MB)': rss.toFixed(0),
       'floor (s)': floor.toFixed(2),
       'floor RSS (MB)': median(floors.map((r) => r.maxRssMb)).toFixed(0),
       'x floor': (wall / floor).toFixed(2),
+      'fetch floor (s)': median(fetchFloors.map((r) => r.seconds)).toFixed(2),
+      'fetch floor RSS (MB)': median(fetchFloors.map((r) => r.maxRssMb)).toFixed(0),
     })
   }
 
   out(table(rows))
   const big = figures['2025-03-01']
   const small = figures['2025-03-02']
+  const empty = figures['2025-03-03']
   out(verdict(big.wall <= 1.5 * big.floor, `100,000 events within 1.5x the floor (${(big.wall / big.floor).toFixed(2)}x)`))
+  out(`     fixed cost of a run (the empty day): ${empty.wall.toFixed(2)} s against the floor's ${empty.floor.toFixed(2)} s; ` +
+    `above it, 100,000 events take ${(big.wall - empty.wall).toFixed(2)} s against the floor's ${(big.floor - empty.floor).toFixed(2)} s ` +
+    `(${((big.wall - empty.wall) / (big.floor - empty.floor)).toFixed(2)}x)`)
   out(verdict(big.rss < 150, `peak RSS under 150 MB (${big.rss.toFixed(0)} MB)`))
   // Ten times the events must not cost anywhere near ten times the memory.
   const growth = (big.rss - small.rss) / (small.rss || 1)
@@ -96,7 +114,66 @@ async function startup() {
   out(verdict(version.seconds < 4 * bare.seconds && help.seconds < 4 * bare.seconds, 'start-up under 4x bare node'))
 }
 
-const benchmarks: Record<string, () => Promise<void>> = {'big-day': bigDay, startup, 'page-load': () => pageLoad(out, BIN)}
+/** What a statement is, by its SQL: the day job's own, or the run's one-time set-up. */
+function statementKind(sql: string): string {
+  if (sql.startsWith('WITH previous AS')) return 'claim'
+  if (sql.startsWith('UPDATE audit_events_log SET heartbeat_at = now()')) return 'heartbeat / fence check'
+  if (sql.startsWith('UPDATE audit_events_log SET status =')) return 'finish'
+  if (sql.includes('FROM audit_events_log WHERE status =') && sql.startsWith('select "audit_events_log".* from')) return 'skipped day: read its record'
+  return 'once per run (connect, migrations, plan)'
+}
+
+async function catchUp() {
+  const DAYS = 365
+  out(`## 4. A year of catch-up: process --from A --to B over ${DAYS} days of 20 events each`)
+  const days = daysBetween('2024-01-01', addDays('2024-01-01', DAYS - 1))
+  const fake = await startFakeHeroku({events: Object.fromEntries(days.map((day) => [day, generateEvents(day, 20)])), rateLimitRemaining: 1_000_000_000})
+  const url = await createScratchDatabase('bench')
+  const db = openTestDb(url)
+  await migrateToLatest(db)
+  const counter = await startPgCounter(url)
+  const env = {PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: counter.url, HEROKU_API_URL: fake.url, HEROKU_API_TOKEN: fake.token, HEROKU_ACCOUNT_ID: 'acme', LOG_LEVEL: 'warn'}
+  const runs = Math.max(1, Math.min(RUNS, 3))
+  const results: Array<{seconds: number; rss: number; requests: number; statements: number; roundTrips: number; kinds: Map<string, number>}> = []
+  for (let i = 0; i < runs; i++) {
+    await sql`DELETE FROM audit_events_log`.execute(db)
+    fake.reset()
+    counter.reset()
+    const run = await measure(process.execPath, [BIN, 'process', '--from', days[0], '--to', days.at(-1)!], env)
+    if (run.code !== 0) throw new Error(`the catch-up exited ${run.code}`)
+    const done = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events_log WHERE status = 'SUCCESS'`.execute(db)
+    if (done.rows[0].n !== DAYS) throw new Error(`only ${done.rows[0].n} of ${DAYS} days are SUCCESS`)
+    const kinds = new Map<string, number>()
+    for (const {sql: text, count} of counter.statements()) kinds.set(statementKind(text), (kinds.get(statementKind(text)) ?? 0) + count)
+    const totals = counter.totals()
+    results.push({seconds: run.seconds, rss: run.maxRssMb, requests: fake.requests.length, statements: totals.statements, roundTrips: totals.roundTrips, kinds})
+  }
+
+  const mid = [...results].sort((a, b) => a.seconds - b.seconds)[Math.floor(results.length / 2)]
+  out(
+    table([
+      {
+        days: DAYS,
+        'wall (s)': mid.seconds.toFixed(2),
+        'per day (ms)': ((mid.seconds / DAYS) * 1000).toFixed(1),
+        'peak RSS (MB)': mid.rss.toFixed(0),
+        'API requests/day': (mid.requests / DAYS).toFixed(2),
+        'DB statements/day': (mid.statements / DAYS).toFixed(2),
+        'DB round trips/day': (mid.roundTrips / DAYS).toFixed(2),
+      },
+    ]),
+  )
+  out()
+  out(table([...mid.kinds].map(([kind, n]) => ({statement: kind, total: n, 'per day': (n / DAYS).toFixed(2)}))))
+  const heartbeat = mid.kinds.get('heartbeat / fence check') ?? 0
+  out(verdict((mid.statements - heartbeat) / DAYS <= 4, `at most 4 DB statements per day besides the heartbeat (${((mid.statements - heartbeat) / DAYS).toFixed(2)}; ${(mid.statements / DAYS).toFixed(2)} with the fence check, one-time set-up included)`))
+  out('     (counted by a proxy on the wire: every Execute or simple Query the run sent, whatever its SQL; one-time statements are spread over the days)')
+  await counter.close()
+  await db.destroy()
+  await fake.close()
+}
+
+const benchmarks: Record<string, () => Promise<void>> = {'big-day': bigDay, startup, 'page-load': () => pageLoad(out, BIN), 'catch-up': catchUp}
 
 try {
   for (const [name, run] of Object.entries(benchmarks)) {

@@ -9,7 +9,7 @@ import type {Database} from '../src/lib/db/schema.js'
 import {yesterdayUtc} from '../src/lib/dates.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
-import {clearLog, createScratchDatabase, insertRecord, openTestDb, snapshot} from './support/db.js'
+import {clearLog, createScratchDatabase, describeWithServer, insertRecord, openTestDb, snapshot} from './support/db.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const DAY = '2025-09-28'
@@ -33,7 +33,7 @@ function useEnv(vars: () => Record<string, string | undefined>) {
   })
 }
 
-describe('commands (through oclif, as a user runs them)', () => {
+describeWithServer('commands (through oclif, as a user runs them)', () => {
   let fake: FakeHeroku
   let db: Kysely<Database>
 
@@ -262,4 +262,4 @@ describe('commands (through oclif, as a user runs them)', () => {
     const count = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events_log`.execute(db)
     expect(count.rows[0].n).to.equal(1)
   })
-})
+}, 'runs commands in this process on DATABASE_URL: an embedded directory admits one opener per process')

@@ -7,19 +7,19 @@ import type {Database} from '../src/lib/db/schema.js'
 import {type AuditClientOptions, createAuditClient} from '../src/lib/heroku/client.js'
 import {type ProcessDayOptions, exitCodeFor, processDay} from '../src/lib/processing/process-day.js'
 import {CaptureStream, captureLogger} from './support/capture.js'
-import {clearLog, openTestDb} from './support/db.js'
+import {clearLog, describeOnEngines} from './support/db.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {generateEvents} from './fake-heroku/events.js'
 
 const DAY = '2025-09-28'
 
-describe('processDay: claim → heartbeat → fetch → write → finish', () => {
+describeOnEngines('processDay: claim → heartbeat → fetch → write → finish', (engine) => {
   let fake: FakeHeroku
   let db: Kysely<Database>
 
   before(async () => {
     fake = await startFakeHeroku({events: {[DAY]: generateEvents(DAY, 2500)}})
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
+    db = await engine.open()
   })
 
   after(async () => {

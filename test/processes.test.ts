@@ -13,7 +13,7 @@ import type {Database} from '../src/lib/db/schema.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {cliEnv, runCli, startCli} from './support/cli.js'
-import {clearLog, createScratchDatabase, openTestDb} from './support/db.js'
+import {clearLog, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
 
 const DAY = '2025-06-15'
 
@@ -32,7 +32,7 @@ async function waitFor<T>(what: string, run: ChildProcess, probe: () => Promise<
   throw new Error(`timed out waiting for ${what}; the run said: ${stderr}`)
 }
 
-describe('real processes', function () {
+describeWithServer('real processes', function () {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
@@ -167,4 +167,4 @@ describe('real processes', function () {
     expect(result.stderr).to.match(/^Error: HEROKU_ACCOUNT_ID is not set — .+\n$/)
     expect(result.stderr).not.to.match(/at .*\.js:\d+/)
   })
-})
+}, 'starts bin/run.js processes that share the database')

@@ -18,7 +18,7 @@ import {addDays, daysBetween, todayUtc, yesterdayUtc} from '../src/lib/dates.js'
 import {eventsDigest} from '../src/lib/processing/events-digest.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
-import {clearLog, createScratchDatabase, insertRecord, openTestDb, snapshot} from './support/db.js'
+import {clearLog, createScratchDatabase, describeWithServer, insertRecord, openTestDb, snapshot} from './support/db.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const run = (args: string) => runCommand(args, {root: ROOT})
@@ -42,7 +42,7 @@ function useEnv(vars: () => Record<string, string | undefined>) {
 
 const lines = (text: string) => text.split('\n').filter(Boolean)
 
-describe('process over many days (through oclif)', () => {
+describeWithServer('process over many days (through oclif)', () => {
   let fake: FakeHeroku
   let db: Kysely<Database>
 
@@ -297,9 +297,9 @@ describe('process over many days (through oclif)', () => {
       expect(json.records[0]).to.include({date: '2025-08-01', digest})
     })
   })
-})
+}, 'runs commands in this process on DATABASE_URL: an embedded directory admits one opener per process')
 
-describe('db status: missing days', () => {
+describeWithServer('db status: missing days', () => {
   let db: Kysely<Database>
   before(() => {
     db = openTestDb(process.env.TEST_DATABASE_URL!)
@@ -339,4 +339,4 @@ describe('db status: missing days', () => {
     const {stdout} = await run('db status --days 7')
     expect(stdout).to.match(/Missing days in the last 7 days \(\S+\): none/)
   })
-})
+}, 'runs commands in this process on DATABASE_URL: an embedded directory admits one opener per process')

@@ -20,7 +20,7 @@ import {eventsDigest} from '../src/lib/processing/events-digest.js'
 import {type AuditEvent, generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, runCli, startCli} from './support/cli.js'
-import {clearLog, openTestDb} from './support/db.js'
+import {clearLog, describeWithServer, openTestDb} from './support/db.js'
 
 /** Polls until `probe` holds, or fails after `timeoutMs`. */
 async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -35,7 +35,7 @@ async function until(what: string, probe: () => boolean | Promise<boolean>, time
 
 const PAGE = 10
 
-describe('ranges with real processes', function () {
+describeWithServer('ranges with real processes', function () {
   this.timeout(120_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
@@ -158,4 +158,4 @@ describe('ranges with real processes', function () {
     expect(stdout).to.have.length(24)
     for (const line of stdout) expect(() => JSON.parse(line)).not.to.throw()
   })
-})
+}, 'starts bin/run.js processes that share the database')

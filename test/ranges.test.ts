@@ -30,7 +30,7 @@ import {
   type RunRangeOptions,
 } from '../src/lib/processing/run-range.js'
 import {CaptureStream, captureLogger} from './support/capture.js'
-import {clearLog, insertRecord, openTestDb, snapshot} from './support/db.js'
+import {clearLog, describeOnEngines, insertRecord, snapshot} from './support/db.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 
@@ -218,13 +218,13 @@ describe('the day file', () => {
   })
 })
 
-describe('ranges against the fake API', () => {
+describeOnEngines('ranges against the fake API', (engine) => {
   let fake: FakeHeroku
   let db: Kysely<Database>
 
   before(async () => {
     fake = await startFakeHeroku()
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
+    db = await engine.open()
   })
 
   after(async () => {

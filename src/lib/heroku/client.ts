@@ -32,7 +32,6 @@ export interface AuditClientOptions {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>
   random?: () => number
   now?: () => number
-  fetch?: typeof globalThis.fetch
   /** Told about each retry and each slow-down, for diagnostics. */
   onNotice?: (notice: ClientNotice) => void
 }
@@ -108,6 +107,15 @@ function isAuditEvent(value: unknown): value is AuditEvent {
   )
 }
 
+/** Why a day's page fetched ahead is abandoned: its consumer stopped (the day ended or failed). */
+const LEFT = new Error('the day was left before this page was needed')
+
+/** The body as text, as fetch's text() reads it: UTF-8, a leading byte-order mark dropped. */
+function bodyText(body: Buffer): string {
+  const bom = body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf
+  return body.toString('utf8', bom ? 3 : 0)
+}
+
 /** A retryable outcome of one attempt: why, and how long the server asked us to wait. */
 class Transient extends Error {
   constructor(
@@ -128,17 +136,22 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
   // Redaction must not depend on the caller: a proxy could echo the token back in a body or header.
   registerSecret(options.token)
 
+  const base = new URL(options.apiUrl)
+  if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new Error(`HEROKU_API_URL must be an http(s) URL, got ${base.protocol}`)
   const http: KyInstance = ky.create({
     prefixUrl: options.apiUrl,
     headers: {
       Accept: `application/vnd.heroku+json; version=${settings.apiVersion}`,
+      // A day's JSON shrinks about tenfold; fetch undoes the encoding.
+      'Accept-Encoding': 'gzip, deflate',
       Authorization: `Bearer ${options.token}`,
       'User-Agent': options.userAgent ?? 'audit-logger',
     },
     retry: 0,
     timeout: false,
     throwHttpErrors: false,
-    fetch: options.fetch,
+    // A redirect is answered as the failure it is: following it would carry the token elsewhere.
+    redirect: 'manual',
   })
 
   const path = `enterprise-accounts/${encodeURIComponent(options.accountId)}/events`
@@ -168,12 +181,15 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
 
     try {
       const response = await http.get(path, {searchParams: searchParams(day), headers: {Range: range}, signal: combined}).catch(classify)
-      const requestId = response.headers.get('request-id') ?? undefined
-      const remaining = response.headers.get('ratelimit-remaining')
-      const rateLimitRemaining = remaining !== null && /^\d+$/.test(remaining) ? Number(remaining) : undefined
-      const warning = response.headers.get('x-heroku-warning')
+      const header = (name: string) => response.headers.get(name) ?? undefined
+      const requestId = header('request-id')
+      const remaining = header('ratelimit-remaining')
+      const rateLimitRemaining = remaining !== undefined && /^\d+$/.test(remaining) ? Number(remaining) : undefined
+      const warning = header('x-heroku-warning')
       if (warning) notify({kind: 'warning', message: oneLine(redact(warning))})
-      const text = await response.text().catch(classify)
+      // The bytes themselves: JSON lines can be cut from them (see AuditPage.body).
+      const body = Buffer.from(await response.arrayBuffer().catch(classify))
+      const text = bodyText(body)
 
       if (response.status !== 200 && response.status !== 206) {
         const body = parseErrorBody(text)
@@ -183,7 +199,7 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
           requestId,
         })
         if (response.status === 429 || response.status >= 500) {
-          throw new Transient(failure, parseRetryAfter(response.headers.get('retry-after'), now()))
+          throw new Transient(failure, parseRetryAfter(header('retry-after') ?? null, now()))
         }
 
         throw failure
@@ -191,7 +207,8 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
 
       return {
         events: parseEvents(text, day, pageNumber, requestId),
-        nextRange: response.headers.get('next-range') ?? undefined,
+        body,
+        nextRange: header('next-range'),
         requestId,
         rateLimitRemaining,
       }
@@ -280,7 +297,7 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
     try {
       for (let pageNumber = 1; ; pageNumber++) {
         const page = await pending
-        const current: AuditPage = {events: page.events, number: pageNumber, requestId: page.requestId, rateLimitRemaining: page.rateLimitRemaining}
+        const current: AuditPage = {events: page.events, body: page.body, number: pageNumber, requestId: page.requestId, rateLimitRemaining: page.rateLimitRemaining}
         if (page.nextRange === undefined) {
           yield current
           return
@@ -304,7 +321,8 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
         yield current
       }
     } finally {
-      leave.abort()
+      // A reason made once: the default one is a DOMException, with a stack, for every day.
+      leave.abort(LEFT)
       clearTimeout(totalTimer)
     }
   }
@@ -353,10 +371,10 @@ function parseEvents(text: string, day: string, pageNumber: number, requestId?: 
   return body as AuditEvent[]
 }
 
-/** The low-level reason of a fetch failure (ECONNREFUSED, socket closed…), without any header. */
+/** The low-level reason of a network failure (ECONNREFUSED, ECONNRESET…), without any header. */
 function networkReason(error: unknown): string {
-  const cause = (error as {cause?: {code?: string; message?: string}})?.cause
-  const reason = cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error))
+  const {code, message, cause} = (error ?? {}) as {code?: string; message?: string; cause?: {code?: string; message?: string}}
+  const reason = code ?? cause?.code ?? cause?.message ?? message ?? String(error)
   return redact(oneLine(String(reason), 200))
 }
 

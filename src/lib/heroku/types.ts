@@ -20,6 +20,11 @@ export interface AuditEvent {
 /** One page of a day's events, with what the response said about paging and the rate limit. */
 export interface AuditPage {
   events: AuditEvent[]
+  /**
+   * The page's JSON text as received (UTF-8 bytes), whose array elements are `events`: JSON lines
+   * can be cut from it rather than serialized again (see output/json-elements.ts).
+   */
+  body?: Uint8Array
   /** 1-based. */
   number: number
   requestId?: string

@@ -23,8 +23,8 @@ export function dayTempPath(dir: string, day: string, pid = process.pid): string
 export interface DayFile {
   readonly path: string
   readonly tempPath: string
-  /** Appends text (JSON lines), honouring back-pressure. */
-  write(text: string): Promise<void>
+  /** Appends JSON lines (text, or their UTF-8 bytes, which the file keeps), honouring back-pressure. */
+  write(lines: string | Uint8Array): Promise<void>
   /** Finishes the gzip stream, fsyncs, and renames the file into place. */
   commit(): Promise<void>
   /** Stops writing and removes the temporary file; never throws. */
@@ -47,10 +47,10 @@ export async function openDayFile(dir: string, day: string): Promise<DayFile> {
   return {
     path,
     tempPath,
-    async write(text) {
-      if (text === '') return
+    async write(lines) {
+      if (lines.length === 0) return
       // Racing the pipeline surfaces a disk error instead of waiting for a drain that never comes.
-      if (!gzip.write(text)) await Promise.race([new Promise((resolve) => gzip.once('drain', resolve)), written])
+      if (!gzip.write(lines)) await Promise.race([new Promise((resolve) => gzip.once('drain', resolve)), written])
     },
     async commit() {
       gzip.end()

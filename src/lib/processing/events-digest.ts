@@ -12,14 +12,8 @@ import {createHash} from 'node:crypto'
  * strings is cheap next to the events themselves (36 bytes each: 100,000 events ≈ 4 MB).
  */
 export function eventsDigest(ids: readonly string[]): string {
-  const hash = createHash('sha256')
-  const sorted = ids.toSorted()
-  for (const [index, id] of sorted.entries()) {
-    if (index > 0) hash.update('\n')
-    hash.update(id)
-  }
-
-  return hash.digest('hex')
+  // One update over the joined ids: a few MB at most, and far cheaper than an update per id.
+  return createHash('sha256').update(ids.toSorted().join('\n')).digest('hex')
 }
 
 /** The first characters of a digest, enough to tell days apart in a table. */

@@ -1,5 +1,4 @@
 import {randomUUID} from 'node:crypto'
-import {once} from 'node:events'
 
 import type {Kysely} from 'kysely'
 
@@ -9,8 +8,10 @@ import type {AuditClient} from '../heroku/client.js'
 import {HerokuApiError} from '../heroku/errors.js'
 import type {Logger} from '../logger.js'
 import {type DayFile, openDayFile} from '../output/day-file.js'
-import {type OutputFormat, formatEvent} from '../output/format-event.js'
+import {LineEncoder, type OutputFormat} from '../output/format-event.js'
+import {type Spool, openSpool} from '../output/spool.js'
 import {redact, safeErrorMessage} from '../secrets.js'
+import {DatabaseFailure, inDatabase, isDatabaseUnreachable} from './database-failure.js'
 import {eventsDigest} from './events-digest.js'
 
 export interface ProcessDayDeps {
@@ -23,6 +24,8 @@ export interface ProcessDayDeps {
   newToken?: () => string
   /** Opens a day's output file; tests swap it to make writing fail. */
   openFile?: (dir: string, day: string) => Promise<DayFile>
+  /** Where the day's lines wait for the fence (default: memory, then an unlinked temporary file past 4 MB); tests swap it. */
+  openSpool?: () => Promise<Spool>
 }
 
 export interface ProcessDayOptions {
@@ -56,6 +59,8 @@ export interface DayResult {
   file?: string
   /** RateLimit-Remaining from the last response of this day; absent when no request answered. */
   rateLimitRemaining?: number
+  /** The day failed because the database could not be reached: a range starts no further day then. */
+  databaseUnreachable?: boolean
 }
 
 /** Exit code for one or more outcomes: 0 done or skipped, 1 anything failed or lost. */
@@ -117,27 +122,32 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
   let pages = 0
   let file: DayFile | undefined
   let fileCommitted = false
+  let spool: Spool | undefined
+  let written = false
   try {
     if (options.outputDir) file = await (deps.openFile ?? openDayFile)(options.outputDir, day)
-    // Formatted lines only: the parsed objects of a page are dropped as soon as it is formatted.
-    // The ids are kept (as strings) for the digest, which needs them sorted.
-    const chunks: string[] = []
+    // Each page is encoded to UTF-8 lines as it arrives and spooled off the JS heap; its parsed
+    // objects are dropped at once. Only the ids stay (as strings), for the digest, which sorts them.
+    spool = await (deps.openSpool ?? (() => openSpool((reason) => logger.debug(`${day}: no temporary file (${reason}); the day waits in memory`))))()
+    const encoder = new LineEncoder(options.format)
+    // The file always holds JSON lines, whatever stdout's format.
+    const fileEncoder = file && options.format !== 'json' ? new LineEncoder('json') : undefined
     const ids: string[] = []
     for await (const page of client.fetchDay(day, {signal})) {
       pages++
       events += page.events.length
       rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
-      const lines = page.events.map((event) => formatEvent(event, options.format)).join('')
-      chunks.push(lines)
+      const lines = encoder.encode(page.events, page.body)
+      // The encoder's buffer is reused for the next page, so the gzip stream gets a copy.
+      if (file) await file.write(Buffer.from(fileEncoder ? fileEncoder.encode(page.events, page.body) : lines))
+      await spool.write(lines)
       for (const event of page.events) ids.push(event.id)
-      // The file always holds JSON lines, whatever stdout's format; it streams to a temporary name.
-      if (file) await file.write(options.format === 'json' ? lines : page.events.map((event) => formatEvent(event, 'json')).join(''))
       logger.debug(`${day}: page ${page.number}: ${page.events.length} events (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
     }
 
     clearInterval(beat)
     // Check the fence before writing, so a run that lost its claim does not write a duplicate day.
-    if (claimLost || !(await heartbeat(db, day, token))) throw new ClaimLost()
+    if (claimLost || !(await inDatabase(() => heartbeat(db, day, token)))) throw new ClaimLost()
     // The file is renamed into place before the fenced finish, like stdout is written before it:
     // a crash in between leaves a complete file for a day that is not SUCCESS (the next run
     // replaces it), never a SUCCESS day whose file is missing, which nothing would ever redo.
@@ -146,15 +156,18 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       fileCommitted = true
     }
 
-    await writeAll(output, chunks)
+    await spool.copyTo(output)
+    written = true
+    await spool.close()
     const digest = eventsDigest(ids)
-    if (!(await finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest}))) {
+    if (!(await inDatabase(() => finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})))) {
       throw new ClaimLost()
     }
 
     return result('success', {events, pages, attempt, digest, ...(file ? {file: file.path} : {})})
   } catch (error) {
     clearInterval(beat)
+    await spool?.close()
     if (file && !fileCommitted) await file.discard()
     if (error instanceof ClaimLost || claimLost) {
       return result('lost', {
@@ -169,16 +182,25 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     // range starts no further day (its failed responses carry no other reading).
     if (error instanceof HerokuApiError && error.details.status === 429) rateLimitRemaining = 0
     const status = error instanceof HerokuApiError && error.kind !== 'malformed' ? 'FAILED' : 'ERROR'
-    const message = redact(error instanceof Error ? error.message : String(error))
+    const message = error instanceof DatabaseFailure ? error.describe() : redact(error instanceof Error ? error.message : String(error))
+    const unreachable = error instanceof DatabaseFailure && error.unreachable ? {databaseUnreachable: true} : {}
     let recorded: boolean
     try {
       recorded = await finishDay(db, {day, token, status, eventsCount: 0, errorMessage: message})
     } catch (recordError) {
-      return result('error', {pages, attempt, message: `${message}; and the failure could not be recorded: ${safeErrorMessage(recordError)}`})
+      const why = safeErrorMessage(recordError)
+      const again = written ? ` (and writes its ${events} events again: they were written before the database went)` : ''
+      const stays = `${day} stays PROCESSING until its heartbeat is ${options.staleAfterMinutes} min old, when the next run takes it over${again}`
+      return result('error', {
+        pages,
+        attempt,
+        databaseUnreachable: unreachable.databaseUnreachable ?? isDatabaseUnreachable(recordError),
+        message: `${message}; the ${status} could not be recorded either${why === message || message.endsWith(why) ? '' : ` (${why})`}, so ${stays}`,
+      })
     }
 
     if (!recorded) return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
-    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message})
+    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable})
   }
 }
 
@@ -194,11 +216,4 @@ function skipped(day: string, current: AuditLogRow | undefined, result: (o: DayO
   return result('busy', {
     message: `${day} is being processed by another run (attempt ${current?.attempts ?? '?'}, last heartbeat ${heartbeatAt?.toISOString() ?? 'unknown'})`,
   })
-}
-
-/** Writes the chunks, honouring back-pressure so a slow reader never buffers the day twice. */
-async function writeAll(output: NodeJS.WritableStream, chunks: string[]): Promise<void> {
-  for (const chunk of chunks) {
-    if (chunk && !output.write(chunk)) await once(output, 'drain')
-  }
 }

@@ -1,10 +1,11 @@
-import type {Kysely} from 'kysely'
+import {type Kysely, sql} from 'kysely'
 
 import type {Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
 import type {Logger} from '../logger.js'
 import type {OutputFormat} from '../output/format-event.js'
 import {redact, safeErrorMessage} from '../secrets.js'
+import {isDatabaseUnreachable} from './database-failure.js'
 import {type DayOutcome, type DayResult, exitCodeFor, processDay} from './process-day.js'
 import {type Progress, outcomeLabel} from './progress.js'
 
@@ -21,6 +22,7 @@ export interface RangeDayResult extends Omit<DayResult, 'outcome'> {
 export type RangeStop =
   | {reason: 'budget'; rateLimitRemaining: number; reserve: number; daysLeft: number; retryInMinutes: number}
   | {reason: 'signal'; daysLeft: number}
+  | {reason: 'database'; daysLeft: number; message: string}
 
 export interface RangeResult {
   results: RangeDayResult[]
@@ -37,6 +39,8 @@ export interface RunRangeDeps {
   progress?: Progress
   /** The day job; tests may wrap it. */
   processDay?: typeof processDay
+  /** Does the database answer? Asked after a day failed for want of it; default `SELECT 1`. */
+  probeDatabase?: () => Promise<void>
 }
 
 export interface RunRangeOptions {
@@ -68,7 +72,7 @@ export function minutesToRefill(rateLimitRemaining: number, reserve: number): nu
  */
 export function rangeExitCode(results: RangeDayResult[], stopped?: RangeStop): 0 | 1 {
   const outcomes = results.map((r) => r.outcome).filter((o): o is DayOutcome => o !== 'not-started')
-  if (stopped?.reason === 'signal') return 1
+  if (stopped?.reason === 'signal' || stopped?.reason === 'database') return 1
   return exitCodeFor(outcomes)
 }
 
@@ -114,12 +118,22 @@ export async function runRange(deps: RunRangeDeps, options: RunRangeOptions): Pr
       if (result.rateLimitRemaining !== undefined) rateLimitRemaining = result.rateLimitRemaining
       results.push(result)
       progress?.dayFinished(result)
+      // Without a database no day can be claimed or recorded: rather than fail every day left
+      // (each after a connection timeout), stop, once one probe confirms it is gone.
+      if (result.databaseUnreachable && index < options.days.length - 1) {
+        const gone = await whyDatabaseIsGone(deps)
+        if (gone !== undefined) {
+          stopped = {reason: 'database', daysLeft: daysLeft - 1, message: gone}
+          break
+        }
+      }
     }
   } finally {
     progress?.stop()
   }
 
-  const why = stopped?.reason === 'budget' ? 'rate budget: left for a later run' : 'interrupted before it started'
+  const why =
+    stopped?.reason === 'budget' ? 'rate budget: left for a later run' : stopped?.reason === 'database' ? 'the database cannot be reached' : 'interrupted before it started'
   for (const day of options.days.slice(results.length)) {
     results.push({day, outcome: 'not-started', events: 0, pages: 0, durationMs: 0, message: why})
   }
@@ -144,7 +158,19 @@ async function runOne(job: typeof processDay, deps: RunRangeDeps & {logger: Logg
       },
     )
   } catch (error) {
-    return {day, outcome: 'error', events: 0, pages: 0, durationMs: Date.now() - started, message: `not processed: ${safeErrorMessage(error)}`}
+    const unreachable = isDatabaseUnreachable(error)
+    const message = `not processed: ${unreachable ? 'the database cannot be reached: ' : ''}${safeErrorMessage(error)}`
+    return {day, outcome: 'error', events: 0, pages: 0, durationMs: Date.now() - started, message, ...(unreachable ? {databaseUnreachable: true} : {})}
+  }
+}
+
+/** undefined when the database answers, else why not. */
+async function whyDatabaseIsGone(deps: RunRangeDeps): Promise<string | undefined> {
+  try {
+    await (deps.probeDatabase ?? (() => sql`SELECT 1`.execute(deps.db).then(() => {})))()
+    return undefined
+  } catch (error) {
+    return safeErrorMessage(error)
   }
 }
 
@@ -182,6 +208,8 @@ export function renderRangeSummary(result: RangeResult, options: {rerun: string}
     )
   } else if (stopped?.reason === 'signal') {
     lines.push(`Interrupted: ${stopped.daysLeft} day(s) were not started. Run again: ${options.rerun}`)
+  } else if (stopped?.reason === 'database') {
+    lines.push(`Stopped: the database cannot be reached (${stopped.message}), so ${stopped.daysLeft} day(s) were not started. Run again once it is back: ${options.rerun}`)
   }
 
   return `${redact(lines.join('\n'))}\n`
