@@ -1,6 +1,5 @@
 /** Benchmark 3: the status page and the JSON API under load, over ten years of records. */
 import {spawn} from 'node:child_process'
-import {createServer} from 'node:net'
 
 import {sql} from 'kysely'
 
@@ -8,15 +7,7 @@ import {migrateToLatest} from '../src/lib/db/migrate.js'
 import {createScratchDatabase, openTestDb} from '../test/support/db.js'
 import {runLoad, tenYearsOfRecordsSql} from '../test/support/load.js'
 import {percentile, table, verdict} from './support.js'
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as {port: number}
-      server.close(() => resolve(port))
-    })
-  })
-}
+import {freePort} from '../test/support/helpers.js'
 
 export async function pageLoad(out: (line?: string) => void, bin: string): Promise<void> {
   out('## 3. The page under load: 3,650 records, 10 connections, 10 s per route')

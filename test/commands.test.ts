@@ -10,28 +10,11 @@ import {yesterdayUtc} from '../src/lib/dates.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {clearLog, createScratchDatabase, describeWithServer, insertRecord, openTestDb, snapshot} from './support/db.js'
+import {useEnv} from './support/helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const DAY = '2025-09-28'
 const run = (args: string) => runCommand(args, {root: ROOT})
-
-/** Sets environment variables for one test and puts the old values back afterwards. */
-function useEnv(vars: () => Record<string, string | undefined>) {
-  const saved: Record<string, string | undefined> = {}
-  beforeEach(() => {
-    for (const [name, value] of Object.entries(vars())) {
-      saved[name] = process.env[name]
-      if (value === undefined) delete process.env[name]
-      else process.env[name] = value
-    }
-  })
-  afterEach(() => {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name]
-      else process.env[name] = value
-    }
-  })
-}
 
 describeWithServer('commands (through oclif, as a user runs them)', () => {
   let fake: FakeHeroku

@@ -6,24 +6,13 @@ import {expect} from 'chai'
 
 import {DEFAULT_HEROKU_API_URL, type Env, loadConfig, withDotEnv} from '../src/lib/config.js'
 import {isCalendarDate, parseDay, parseProcessableDay, yesterdayUtc} from '../src/lib/dates.js'
-import {UsageError} from '../src/lib/errors.js'
 import {redact} from '../src/lib/secrets.js'
+import {usageErrorOf} from './support/helpers.js'
 
 const base: Env = {
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/audit',
   HEROKU_API_TOKEN: 'HRKU-config-test-token-0123456789',
   HEROKU_ACCOUNT_ID: 'acme',
-}
-
-function usageErrorOf(work: () => unknown): UsageError {
-  try {
-    work()
-  } catch (error) {
-    expect(error).to.be.instanceOf(UsageError)
-    return error as UsageError
-  }
-
-  expect.fail('expected a UsageError')
 }
 
 describe('configuration', () => {

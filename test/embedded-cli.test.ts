@@ -4,7 +4,6 @@
  * which engine a run loads.
  */
 import {existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -16,23 +15,13 @@ import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, runCli, startCli} from './support/cli.js'
 import {itWithServer} from './support/db.js'
+import {freePort} from './support/helpers.js'
 
 const IMPORT_LOG_HOOK = fileURLToPath(new URL('support/import-log.mjs', import.meta.url))
 const DAY = '2025-06-15'
 const OTHER_DAY = '2025-06-16'
 const EVENTS = 137
 const IN_USE_HINT = 'wait for it to finish, or set DATABASE_URL to use PostgreSQL'
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as {port: number}
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 function lines(text: string): string[] {
   return text.split('\n').filter((line) => line.length > 0)

@@ -5,7 +5,6 @@
  * timeout (5 s): a generous 2 s bound, so the check is about an exhausted pool, not speed. The
  * figures under load are the benchmark's job (npm run bench -- page-load).
  */
-import {createServer} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {expect} from 'chai'
@@ -15,17 +14,7 @@ import {migrateToLatest} from '../src/lib/db/migrate.js'
 import {cliEnv, startCli} from './support/cli.js'
 import {createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
 import {runLoad, tenYearsOfRecordsSql} from './support/load.js'
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as {port: number}
-      server.close(() => resolve(port))
-    })
-  })
-}
+import {freePort} from './support/helpers.js'
 
 describeWithServer('the status page under load (scenario 20, a real serve process)', function () {
   this.timeout(60_000)

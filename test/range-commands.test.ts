@@ -19,26 +19,10 @@ import {eventsDigest} from '../src/lib/processing/events-digest.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {clearLog, createScratchDatabase, describeWithServer, insertRecord, openTestDb, snapshot} from './support/db.js'
+import {useEnv} from './support/helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const run = (args: string) => runCommand(args, {root: ROOT})
-
-function useEnv(vars: () => Record<string, string | undefined>) {
-  const saved: Record<string, string | undefined> = {}
-  beforeEach(() => {
-    for (const [name, value] of Object.entries(vars())) {
-      saved[name] = process.env[name]
-      if (value === undefined) delete process.env[name]
-      else process.env[name] = value
-    }
-  })
-  afterEach(() => {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name]
-      else process.env[name] = value
-    }
-  })
-}
 
 const lines = (text: string) => text.split('\n').filter(Boolean)
 

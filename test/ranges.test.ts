@@ -14,7 +14,6 @@ import {loadConfig} from '../src/lib/config.js'
 import {findDay} from '../src/lib/db/audit-log-repository.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {MAX_RANGE_DAYS, addDays, daysBetween, parseProcessableRange, yesterdayUtc} from '../src/lib/dates.js'
-import {UsageError} from '../src/lib/errors.js'
 import {type AuditClientOptions, createAuditClient} from '../src/lib/heroku/client.js'
 import {type DayFile, dayFilePath, openDayFile} from '../src/lib/output/day-file.js'
 import {eventsDigest, shortDigest} from '../src/lib/processing/events-digest.js'
@@ -33,17 +32,7 @@ import {CaptureStream, captureLogger} from './support/capture.js'
 import {clearLog, describeOnEngines, insertRecord, snapshot} from './support/db.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
-
-function usageErrorOf(work: () => unknown): UsageError {
-  try {
-    work()
-  } catch (error) {
-    expect(error).to.be.instanceOf(UsageError)
-    return error as UsageError
-  }
-
-  expect.fail('expected a UsageError')
-}
+import {usageErrorOf} from './support/helpers.js'
 
 const NOW = new Date('2025-10-01T12:00:00Z')
 

@@ -1,22 +1,11 @@
 /** `audit-logger serve` as a real process: start-up checks and graceful shutdown on SIGTERM. */
-import {createServer} from 'node:net'
 
 import {expect} from 'chai'
 import pg from 'pg'
 
 import {cliEnv, runCli, startCli} from './support/cli.js'
 import {describeWithServer} from './support/db.js'
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as {port: number}
-      server.close(() => resolve(port))
-    })
-  })
-}
+import {freePort} from './support/helpers.js'
 
 async function waitUntil(probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs

@@ -9,7 +9,6 @@ import {mkdtempSync, readdirSync} from 'node:fs'
 import {readdir, readlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {createServer} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {expect} from 'chai'
@@ -22,6 +21,7 @@ import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, startCli} from './support/cli.js'
 import {clearLog, describeWithServer, openTestDb} from './support/db.js'
+import {freePort} from './support/helpers.js'
 
 /** Polls until `probe` holds; fails at once if the run has already exited. */
 async function until(what: string, run: ChildProcess, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -179,17 +179,6 @@ describeWithServer('signals (scenario 8, real processes)', function () {
     })
   }
 })
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as {port: number}
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 describeWithServer('serve and SIGINT (scenario 8, a real process)', function () {
   this.timeout(30_000)
