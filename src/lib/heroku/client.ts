@@ -2,7 +2,8 @@ import ky, {type KyInstance} from 'ky'
 
 import type {EventFilters} from '../config.js'
 import {redact, registerSecret} from '../secrets.js'
-import {HerokuApiError, describeHttpFailure, oneLine} from './errors.js'
+import {oneLine} from '../text.js'
+import {HerokuApiError, describeHttpFailure} from './errors.js'
 import type {AuditEvent, AuditPage} from './types.js'
 
 export interface AuditClientOptions {

@@ -1,3 +1,5 @@
+import {oneLine} from '../text.js'
+
 /**
  * Why a fetch from the Heroku API failed. `malformed` means the API answered something we cannot
  * trust (the day ends ERROR); every other kind means the API could not give us the day (FAILED).
@@ -36,9 +38,4 @@ export function describeHttpFailure(status: number, body: {id?: string; message?
   if (advice) parts.push(advice)
   if (requestId) parts.push(`Request-Id ${requestId}`)
   return parts.join('; ')
-}
-
-export function oneLine(text: string, max = 300): string {
-  const flat = text.replaceAll(/\s+/g, ' ').trim()
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }

@@ -5,6 +5,7 @@ import type {AuditClient} from '../heroku/client.js'
 import type {Logger} from '../logger.js'
 import type {OutputFormat} from '../output/format-event.js'
 import {redact, safeErrorMessage} from '../secrets.js'
+import {oneLine, renderTable} from '../text.js'
 import {isDatabaseUnreachable} from './database-failure.js'
 import {type DayOutcome, type DayResult, exitCodeFor, processDay} from './process-day.js'
 import {type Progress, outcomeLabel} from './progress.js'
@@ -185,14 +186,7 @@ export function renderRangeSummary(result: RangeResult, options: {rerun: string}
     r.outcome === 'not-started' ? '-' : `${(r.durationMs / 1000).toFixed(1)} s`,
     r.outcome === 'success' ? '' : oneLine(r.message ?? '', 100),
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
-  const rightAligned = new Set([2, 3, 4])
-  const format = (cells: string[]) =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : rightAligned.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
-      .join('  ')
-      .trimEnd()
-  const lines = [format(header), ...rows.map(format)]
+  const lines = renderTable(header, rows, new Set([2, 3, 4]))
 
   const tally = new Map<string, number>()
   for (const r of result.results) tally.set(outcomeLabel(r.outcome), (tally.get(outcomeLabel(r.outcome)) ?? 0) + 1)
@@ -213,9 +207,4 @@ export function renderRangeSummary(result: RangeResult, options: {rerun: string}
   }
 
   return `${redact(lines.join('\n'))}\n`
-}
-
-function oneLine(text: string, max: number): string {
-  const flat = text.replaceAll(/\s+/g, ' ')
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }

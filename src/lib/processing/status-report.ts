@@ -7,6 +7,7 @@ import type {AuditLogRow, Database} from '../db/schema.js'
 import {shortDigest} from './events-digest.js'
 import {findMissingDays} from './gaps.js'
 import {catchUpWindow} from './plan.js'
+import {oneLine, renderTable} from '../text.js'
 
 export interface StatusRecord {
   date: string
@@ -107,13 +108,9 @@ export function renderStatusTable(report: StatusReport): string {
       String(r.attempts),
       r.durationSeconds === null ? '-' : `${r.durationSeconds.toFixed(1)} s`,
       shortDigest(r.digest),
-      shorten(r.error ?? '', 80),
+      oneLine(r.error, 80),
     ])
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
-    const rightAligned = new Set([2, 3, 4])
-    const format = (cells: string[]) =>
-      cells.map((cell, i) => (i === cells.length - 1 ? cell : rightAligned.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd()
-    lines.push(format(header), ...rows.map(format))
+    lines.push(...renderTable(header, rows, new Set([2, 3, 4])))
   }
 
   const counts = Object.entries(report.counts).map(([status, n]) => `${status} ${n}`)
@@ -128,9 +125,4 @@ export function renderStatusTable(report: StatusReport): string {
   const latest = report.migrations.applied.at(-1)
   lines.push(`Migrations: ${report.migrations.applied.length} applied, none pending${latest ? ` (latest ${latest})` : ''}`)
   return `${lines.join('\n')}\n`
-}
-
-function shorten(text: string, max: number): string {
-  const flat = text.replaceAll(/\s+/g, ' ')
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }

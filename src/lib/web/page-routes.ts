@@ -14,10 +14,10 @@ import {
   formatDuration,
   formatUtc,
   logQuery,
-  shorten,
   summaryView,
   toRecordView,
 } from './view-model.js'
+import {oneLine} from '../text.js'
 
 const MAX_DELETE = 500
 
@@ -51,7 +51,7 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
       return {
         ...record,
         durationText: formatDuration(record.durationSeconds),
-        errorShort: shorten(record.error),
+        errorShort: oneLine(record.error, 80),
         createdText: formatUtc(record.createdAt),
         updatedText: formatUtc(record.updatedAt),
       }

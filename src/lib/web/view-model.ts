@@ -107,9 +107,3 @@ export function summaryView(summary: LogSummary) {
     averageText: summary.averageEventsPerSuccess === null ? '—' : summary.averageEventsPerSuccess.toFixed(1),
   }
 }
-
-export function shorten(text: string | null, max = 80): string {
-  if (!text) return ''
-  const flat = text.replaceAll(/\s+/g, ' ')
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
-}
