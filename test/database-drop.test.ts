@@ -5,8 +5,6 @@
  * them back. Whatever the moment: no crash on the pool's 'error' event, never SUCCESS without the
  * events written, a clear message, exit 1.
  */
-import type {ChildProcess} from 'node:child_process'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {expect} from 'chai'
 import pg from 'pg'
@@ -16,20 +14,10 @@ import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, startCli} from './support/cli.js'
 import {ADMIN_URL, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import {waitForRun} from './support/helpers.js'
 
 const DAY = '2025-04-20'
 const EVENTS = 2500
-
-async function until(what: string, run: ChildProcess, probe: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (run.exitCode !== null || run.signalCode !== null) throw new Error(`the run exited (${run.exitCode ?? run.signalCode}) before ${what}`)
-    if (await probe()) return
-    await sleep(25)
-  }
-
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 /** A client on the admin database (not the run's), named so it is never among the terminated. */
 async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -117,7 +105,7 @@ describeWithServer('the database drops mid-run (scenario 10, real processes)', f
   it('connections killed during the fetch, the database back at once: the pool replaces them, no crash, SUCCESS with every event', async () => {
     fake.script([{kind: 'delay', ms: 1500}], {day: DAY})
     const run = startCli(['process', '--date', DAY, '--format', 'json'], env())
-    await until('the request and the PROCESSING row', run, async () => fake.requestsForDay(DAY).length > 0 && (await row())?.status === 'PROCESSING')
+    await waitForRun('the request and the PROCESSING row', run, async () => fake.requestsForDay(DAY).length > 0 && (await row())?.status === 'PROCESSING')
     expect(await dropDatabase(false), 'the run had its connection open').to.be.at.least(1)
 
     const result = await run.result
@@ -135,9 +123,9 @@ describeWithServer('the database drops mid-run (scenario 10, real processes)', f
     const run = startCli(['process', '--date', DAY, '--format', 'json', '--stale-after', '1'], env())
     let stderr = ''
     run.stderr!.on('data', (chunk: string) => (stderr += chunk))
-    await until('the request and the PROCESSING row', run, async () => fake.requestsForDay(DAY).length > 0 && (await row())?.status === 'PROCESSING')
+    await waitForRun('the request and the PROCESSING row', run, async () => fake.requestsForDay(DAY).length > 0 && (await row())?.status === 'PROCESSING')
     await dropDatabase(true)
-    await until('a heartbeat to fail', run, () => /heartbeat failed/.test(stderr), 30_000)
+    await waitForRun('a heartbeat to fail', run, () => /heartbeat failed/.test(stderr), 30_000)
 
     const result = await run.result
     expect(result.code, result.stderr).to.equal(1)
@@ -155,7 +143,7 @@ describeWithServer('the database drops mid-run (scenario 10, real processes)', f
     // Stop reading the run's stdout: once the fence is checked it blocks writing the day (a pipe
     // holds far less than the day's 1.4 MB), right before its finish.
     run.stdout!.pause()
-    await until('every page served and the fence checked', run, async () => {
+    await waitForRun('every page served and the fence checked', run, async () => {
       if (fake.requestsForDay(DAY).length < 3) return false
       const fenced = await query<{n: number}>(
         url,
@@ -180,7 +168,7 @@ describeWithServer('the database drops mid-run (scenario 10, real processes)', f
     const days = ['2025-04-18', '2025-04-19', '2025-04-20', '2025-04-21', '2025-04-22']
     fake.script([{kind: 'delay', ms: 1500}], {day: days[1]})
     const run = startCli(['process', '--from', days[0], '--to', days.at(-1)!], env())
-    await until(`the request for ${days[1]}`, run, () => fake.requestsForDay(days[1]).length > 0)
+    await waitForRun(`the request for ${days[1]}`, run, () => fake.requestsForDay(days[1]).length > 0)
     await dropDatabase(true)
 
     const result = await run.result

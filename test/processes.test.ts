@@ -2,7 +2,6 @@
  * Races, crashes and faults with real processes (bin/run.js), a real PostgreSQL and the loopback
  * fake of Heroku: what Heroku Scheduler and one-off dynos actually do.
  */
-import type {ChildProcess} from 'node:child_process'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {expect} from 'chai'
@@ -14,23 +13,9 @@ import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {cliEnv, runCli, startCli} from './support/cli.js'
 import {clearLog, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import {waitForRun} from './support/helpers.js'
 
 const DAY = '2025-06-15'
-
-/** Polls until `probe` holds; fails at once, with the run's stderr, if the run has already exited. */
-async function waitFor<T>(what: string, run: ChildProcess, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let stderr = ''
-  run.stderr?.on('data', (chunk: Buffer | string) => (stderr += chunk.toString()))
-  while (Date.now() < deadline) {
-    if (run.exitCode !== null || run.signalCode !== null) throw new Error(`the run exited (${run.exitCode ?? run.signalCode}) before ${what}: ${stderr}`)
-    const value = await probe()
-    if (value) return value
-    await sleep(50)
-  }
-
-  throw new Error(`timed out waiting for ${what}; the run said: ${stderr}`)
-}
 
 describeWithServer('real processes', function () {
   this.timeout(60_000)
@@ -89,7 +74,7 @@ describeWithServer('real processes', function () {
     async function killMidFetch() {
       fake.script([{kind: 'hang'}], {day: DAY})
       const run = startCli(['process', '--date', DAY], env)
-      await waitFor('the request and the PROCESSING row', run, async () =>
+      await waitForRun('the request and the PROCESSING row', run, async () =>
         fake.requestsForDay(DAY).length > 0 && (await findDay(db, DAY))?.status === 'PROCESSING')
       run.kill('SIGKILL')
       const result = await run.result
@@ -134,7 +119,7 @@ describeWithServer('real processes', function () {
   it('scenario 7: db reset refuses a live run, then --force clears it and the old run hits the fence', async () => {
     fake.script([{kind: 'delay', ms: 2500}], {day: DAY})
     const old = startCli(['process', '--date', DAY], env)
-    await waitFor('the PROCESSING row', old, async () => (await findDay(db, DAY))?.status === 'PROCESSING')
+    await waitForRun('the PROCESSING row', old, async () => (await findDay(db, DAY))?.status === 'PROCESSING')
 
     const refused = await runCli(['db', 'reset', DAY, '--confirm', DAY], env)
     expect(refused.code).to.equal(1)

@@ -6,7 +6,6 @@
 import {existsSync, mkdtempSync, readdirSync, readFileSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {gunzipSync} from 'node:zlib'
 
 import {expect} from 'chai'
@@ -21,17 +20,7 @@ import {type AuditEvent, generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, runCli, startCli} from './support/cli.js'
 import {clearLog, describeWithServer, openTestDb} from './support/db.js'
-
-/** Polls until `probe` holds, or fails after `timeoutMs`. */
-async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await probe()) return
-    await sleep(25)
-  }
-
-  throw new Error(`timed out waiting for ${what}`)
-}
+import {waitUntil} from './support/helpers.js'
 
 const PAGE = 10
 
@@ -107,7 +96,7 @@ describeWithServer('ranges with real processes', function () {
     fake.script([{kind: 'delay', ms: 0}, {kind: 'hang'}], {day})
     const run = startCli(['process', '--date', day, '--output-dir', dir], env)
     const temp = () => readdirSync(dir).find((name) => name.startsWith(`.${day}.ndjson.gz.tmp-`))
-    await until('page 2 requested and page 1 on disk', () => {
+    await waitUntil('page 2 requested and page 1 on disk', () => {
       const name = temp()
       return fake.requestsForDay(day).length >= 2 && name !== undefined && statSync(join(dir, name)).size > 0
     })
@@ -133,7 +122,7 @@ describeWithServer('ranges with real processes', function () {
   it('SIGTERM during a range: the running day FAILED, later days untouched, exit 1', async () => {
     fake.script([{kind: 'hang'}], {day: '2025-04-02'})
     const run = startCli(['process', '--from', '2025-04-01', '--to', '2025-04-03'], env)
-    await until('the request for the second day', () => fake.requestsForDay('2025-04-02').length > 0)
+    await waitUntil('the request for the second day', () => fake.requestsForDay('2025-04-02').length > 0)
     run.kill('SIGTERM')
     const result = await run.result
     expect(result.code).to.equal(1)

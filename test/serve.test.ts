@@ -5,15 +5,7 @@ import pg from 'pg'
 
 import {cliEnv, runCli, startCli} from './support/cli.js'
 import {describeWithServer} from './support/db.js'
-import {freePort} from './support/helpers.js'
-
-async function waitUntil(probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
+import {freePort, waitUntil} from './support/helpers.js'
 
 describeWithServer('serve (a real process)', function () {
   this.timeout(30_000)
@@ -29,7 +21,7 @@ describeWithServer('serve (a real process)', function () {
     const server = startCli(['serve'], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, PORT: String(port)}))
     let stderr = ''
     server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    await waitUntil(async () => stderr.includes('listening'), 15_000)
+    await waitUntil('the server listening', () => stderr.includes('listening'), 15_000)
     expect(stderr).to.match(/read-only: set STATUS_PAGE_USERNAME and STATUS_PAGE_PASSWORD/)
     expect(stderr).to.match(/status page listening on .*:\d+ \(read-only\)/)
 
@@ -41,7 +33,7 @@ describeWithServer('serve (a real process)', function () {
     await blocker.connect()
     await blocker.query('BEGIN; LOCK TABLE audit_events_log IN ACCESS EXCLUSIVE MODE')
     const inFlight = fetch(`http://127.0.0.1:${port}/`)
-    await waitUntil(async () => {
+    await waitUntil('the request waiting on the lock', async () => {
       const waiting = await blocker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'audit-logger'`)
       return waiting.rows[0].n > 0
     })

@@ -4,7 +4,6 @@
  * recorded FAILED with the reason, the process exits 1 at once, nothing is written to stdout,
  * nothing is left in the temporary directory, and nothing escapes as an unhandled rejection.
  */
-import type {ChildProcess} from 'node:child_process'
 import {mkdtempSync, readdirSync} from 'node:fs'
 import {readdir, readlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -21,19 +20,7 @@ import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, startCli} from './support/cli.js'
 import {clearLog, describeWithServer, openTestDb} from './support/db.js'
-import {freePort} from './support/helpers.js'
-
-/** Polls until `probe` holds; fails at once if the run has already exited. */
-async function until(what: string, run: ChildProcess, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (run.exitCode !== null || run.signalCode !== null) throw new Error(`the run exited (${run.exitCode ?? run.signalCode}) before ${what}`)
-    if (await probe()) return
-    await sleep(25)
-  }
-
-  throw new Error(`timed out waiting for ${what}`)
-}
+import {freePort, waitForRun} from './support/helpers.js'
 
 /** Files the process holds open under `dir` whose name is gone (Linux: /proc/PID/fd links end in ' (deleted)'). */
 async function openDeletedFiles(pid: number, dir: string): Promise<string[]> {
@@ -92,7 +79,7 @@ describeWithServer('signals (scenario 8, real processes)', function () {
       // Page 1 is answered (and spooled), page 2 hangs.
       fake.script([{kind: 'delay', ms: 0}, {kind: 'hang'}], {day: DAY})
       const run = startCli(['process', '--date', DAY, '--format', 'json'], env)
-      await until('page 2 requested and the row PROCESSING', run, async () => fake.requestsForDay(DAY).length >= 2 && (await findDay(db, DAY))?.status === 'PROCESSING')
+      await waitForRun('page 2 requested and the row PROCESSING', run, async () => fake.requestsForDay(DAY).length >= 2 && (await findDay(db, DAY))?.status === 'PROCESSING')
 
       const signalled = Date.now()
       run.kill(signal)
@@ -120,7 +107,7 @@ describeWithServer('signals (scenario 8, real processes)', function () {
       fake.setEvents(big, generateEvents(big, 10_000))
       fake.script([...Array.from({length: 9}, () => ({kind: 'delay' as const, ms: 0})), {kind: 'hang'}], {day: big})
       const run = startCli(['process', '--date', big, '--format', 'json'], env)
-      await until('page 10 requested', run, () => fake.requestsForDay(big).length >= 10)
+      await waitForRun('page 10 requested', run, () => fake.requestsForDay(big).length >= 10)
       // The run holds an open file in the spool directory that no name points to.
       const held = await openDeletedFiles(run.pid!, spoolDir)
       expect(held, 'the spool is an unlinked file').to.have.length(1)
@@ -147,7 +134,7 @@ describeWithServer('signals (scenario 8, real processes)', function () {
     const run = startCli(['process', '--date', DAY], env)
     let stderr = ''
     run.stderr!.on('data', (chunk: string) => (stderr += chunk))
-    await until('the retry notice', run, () => /retrying in 60\.0 s/.test(stderr))
+    await waitForRun('the retry notice', run, () => /retrying in 60\.0 s/.test(stderr))
     run.kill('SIGTERM')
     const result = await run.result
     expect(result.code, result.stderr).to.equal(1)
@@ -163,7 +150,7 @@ describeWithServer('signals (scenario 8, real processes)', function () {
       fake.setEvents(days[0], generateEvents(days[0], 30))
       fake.script([{kind: 'hang'}], {day: days[1]})
       const run = startCli(['process', '--from', days[0], '--to', days.at(-1)!, '--format', 'json'], env)
-      await until(`the request for ${days[1]}`, run, () => fake.requestsForDay(days[1]).length > 0)
+      await waitForRun(`the request for ${days[1]}`, run, () => fake.requestsForDay(days[1]).length > 0)
       run.kill(signal)
       const result = await run.result
       expect(result.code, result.stderr).to.equal(1)
@@ -189,7 +176,7 @@ describeWithServer('serve and SIGINT (scenario 8, a real process)', function () 
     const server = startCli(['serve'], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, PORT: String(port)}))
     let stderr = ''
     server.stderr!.on('data', (chunk: string) => (stderr += chunk))
-    await until('the server listening', server, () => stderr.includes('listening'))
+    await waitForRun('the server listening', server, () => stderr.includes('listening'))
 
     // A lock on the table holds the page's query, so the request is in flight when the signal comes.
     const blocker = new pg.Client({connectionString: process.env.TEST_DATABASE_URL, application_name: 'audit-logger-test'})
@@ -197,7 +184,7 @@ describeWithServer('serve and SIGINT (scenario 8, a real process)', function () 
     try {
       await blocker.query('BEGIN; LOCK TABLE audit_events_log IN ACCESS EXCLUSIVE MODE')
       const inFlight = fetch(`http://127.0.0.1:${port}/api/logs`)
-      await until('the request waiting on the lock', server, async () => {
+      await waitForRun('the request waiting on the lock', server, async () => {
         const waiting = await blocker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'audit-logger' AND datname = current_database()`)
         return waiting.rows[0].n > 0
       })

@@ -1,4 +1,5 @@
 /** Small helpers several suites share. */
+import type {ChildProcess} from 'node:child_process'
 import {createServer} from 'node:net'
 
 import {expect} from 'chai'
@@ -45,4 +46,30 @@ export function usageErrorOf(work: () => unknown): UsageError {
   }
 
   return expect.fail('expected a UsageError')
+}
+
+/** Polls `probe` every 25 ms until it holds; fails after `timeoutMs`, naming what it waited for. */
+export async function waitUntil(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+/**
+ * Like waitUntil, while a real process runs: fails at once if `run` has already exited, quoting
+ * what it printed on stderr, rather than waiting out the timeout.
+ */
+export async function waitForRun(what: string, run: ChildProcess, probe: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  let stderr = ''
+  run.stderr?.on('data', (chunk: Buffer | string) => (stderr += chunk.toString()))
+  try {
+    await waitUntil(what, async () => {
+      if (run.exitCode !== null || run.signalCode !== null) throw new Error(`the run exited (${run.exitCode ?? run.signalCode}) before ${what}`)
+      return probe()
+    }, timeoutMs)
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; the run said: ${stderr}`)
+  }
 }
