@@ -52,4 +52,31 @@ describeWithServer('serve (a real process)', function () {
       (error: Error) => expect(error.message).to.match(/fetch failed/),
     )
   })
+
+  it('serves reads from memory yet shows a change made by another process once it commits', async () => {
+    const port = await freePort()
+    const server = startCli(['serve'], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, PORT: String(port)}))
+    let stderr = ''
+    server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    try {
+      await waitUntil('the server listening', () => stderr.includes('listening'), 15_000)
+      const other = new pg.Client({connectionString: process.env.TEST_DATABASE_URL})
+      await other.connect()
+      try {
+        await other.query(`DELETE FROM audit_events_log WHERE process_date = '2001-02-03'`)
+        const listed = async () => (await (await fetch(`http://127.0.0.1:${port}/?from=2001-02-03&to=2001-02-03`)).text()).includes('href="/logs/2001-02-03"')
+        expect(await listed()).to.equal(false)
+        expect(await listed(), 'the same page again, now from memory').to.equal(false)
+        await other.query(`INSERT INTO audit_events_log (process_date, status) VALUES ('2001-02-03', 'SUCCESS')`)
+        await waitUntil('the new record on the page', listed)
+        await other.query(`DELETE FROM audit_events_log WHERE process_date = '2001-02-03'`)
+        await waitUntil('the record gone from the page', async () => !(await listed()))
+      } finally {
+        await other.end()
+      }
+    } finally {
+      server.kill('SIGTERM')
+      await server.result
+    }
+  })
 }, 'a serve process on DATABASE_URL, held in flight by a lock from a second connection')

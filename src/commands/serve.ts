@@ -5,6 +5,7 @@ import closeWithGrace from 'close-with-grace'
 
 import {BaseCommand} from '../base-command.js'
 import {loadWebConfig} from '../lib/config.js'
+import {changeFeedFor} from '../lib/db/change-feed.js'
 import {safeErrorMessage} from '../lib/secrets.js'
 import {buildApp} from '../lib/web/app.js'
 import {readVersionInfo} from '../lib/web/version.js'
@@ -27,7 +28,7 @@ page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish i
 
   public async run(): Promise<void> {
     const {flags} = await this.parse(Serve)
-    this.loadSettings({verbose: flags.verbose})
+    const settings = this.loadSettings({verbose: flags.verbose})
     const web = loadWebConfig(process.env, flags.port)
     const db = await this.openDb()
     await this.migrate(db)
@@ -37,7 +38,8 @@ page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish i
 
     const root = this.config.root
     const version = readVersionInfo(process.env, {buildInfoPath: join(root, 'build-info.json'), projectDir: root, packageVersion: this.config.version})
-    const app = await buildApp({db, config: web, version, logger: this.logger})
+    const changes = changeFeedFor(settings.database, this.logger)
+    const app = await buildApp({db, config: web, version, logger: this.logger, changes})
 
     // Heroku sends SIGTERM on every restart and allows 30 s: finish in-flight requests, then exit.
     // Answers sent while closing end their keep-alive connection, so close() need not wait it out.
@@ -50,6 +52,7 @@ page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish i
       else this.logger.info(`received ${signal ?? 'exit'}: closing`)
       closing = true
       await app.close()
+      await changes.close()
       // Ends the pool, or closes the embedded database and releases its directory for the next process.
       await this.closeDb()
     })

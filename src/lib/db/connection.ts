@@ -73,7 +73,7 @@ function hostOf(url: URL): string {
 }
 
 /** The URL without TLS parameters: pg lets them override the `ssl` option we compute. */
-function withoutSslParams(url: string): string {
+export function withoutSslParams(url: string): string {
   const parsed = new URL(url)
   for (const key of ['sslmode', 'ssl', 'sslcert', 'sslkey', 'sslrootcert', 'uselibpqcompat']) parsed.searchParams.delete(key)
   return parsed.toString()

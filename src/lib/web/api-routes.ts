@@ -1,11 +1,15 @@
 import type {FastifyInstance} from 'fastify'
+import type {Kysely} from 'kysely'
 
+import {yesterdayUtc} from '../dates.js'
 import {findDay} from '../db/audit-log-repository.js'
-import {listLogs, summarizeLogs} from '../db/log-queries.js'
+import {type LogFilter, listLogs, summarizeLogs} from '../db/log-queries.js'
+import type {Database} from '../db/schema.js'
 import {safeErrorMessage} from '../secrets.js'
 import type {RouteContext} from './app.js'
 import {checkHealth, gapReport} from './health.js'
 import {HttpError} from './http-error.js'
+import {cacheKey} from './read-cache.js'
 import {type LogQuery, assertCalendarDate, dateSchema, filterFromQuery, logQuerySchema} from './validation.js'
 import {toRecordView} from './view-model.js'
 
@@ -16,22 +20,9 @@ export function registerApiRoutes(app: FastifyInstance, context: RouteContext): 
   app.get<{Querystring: LogQuery}>('/api/logs', {schema: {querystring: logQuerySchema}}, async (request) => {
     const query = request.query
     const filter = filterFromQuery(query)
-    const [page, summary, gaps] = await Promise.all([
-      listLogs(db, filter, {offset: (query.page - 1) * query.size, limit: query.size}),
-      summarizeLogs(db, filter),
-      gapReport(db, context.now(), filter),
-    ])
-    return {
-      filter,
-      page: query.page,
-      size: query.size,
-      total: page.total,
-      pages: Math.max(1, Math.ceil(page.total / query.size)),
-      records: page.rows.map((row) => toRecordView(row)),
-      summary,
-      missing: {...gaps.window, days: gaps.missing},
-      yesterday: gaps.yesterday,
-    }
+    const now = context.now()
+    // The clock matters only through which day is yesterday (the gap window's end).
+    return context.reads.get(cacheKey('api logs', filter, query.page, query.size, yesterdayUtc(now)), () => loadLogs(db, filter, query, now))
   })
 
   app.get<{Params: {date: string}}>(
@@ -55,4 +46,25 @@ export function registerApiRoutes(app: FastifyInstance, context: RouteContext): 
       return reply.code(503).send({ok: false, database: 'unreachable'})
     }
   })
+}
+
+/** /api/logs' answer: one page of records, the summary, and the missing days. */
+async function loadLogs(db: Kysely<Database>, filter: LogFilter, query: LogQuery, now: Date) {
+  const offset = (query.page - 1) * query.size
+  const [page, summary, gaps] = await Promise.all([
+    listLogs(db, filter, {offset, limit: query.size}),
+    summarizeLogs(db, filter),
+    gapReport(db, now, filter),
+  ])
+  return {
+    filter,
+    page: query.page,
+    size: query.size,
+    total: page.total,
+    pages: Math.max(1, Math.ceil(page.total / query.size)),
+    records: page.rows.map((row) => toRecordView(row)),
+    summary,
+    missing: {...gaps.window, days: gaps.missing},
+    yesterday: gaps.yesterday,
+  }
 }

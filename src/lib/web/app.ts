@@ -9,12 +9,14 @@ import Handlebars from 'handlebars'
 import type {Kysely} from 'kysely'
 
 import type {WebConfig} from '../config.js'
+import type {ChangeFeed} from '../db/change-feed.js'
 import type {Database} from '../db/schema.js'
 import type {Logger} from '../logger.js'
 import {safeErrorMessage} from '../secrets.js'
 import {registerApiRoutes} from './api-routes.js'
 import {HttpError} from './http-error.js'
 import {registerPageRoutes} from './page-routes.js'
+import {type ReadCache, createReadCache} from './read-cache.js'
 import {checkBasicAuth, createCsrf} from './security.js'
 import type {VersionInfo} from './version.js'
 
@@ -24,12 +26,15 @@ export interface AppDeps {
   version: VersionInfo
   logger: Logger
   now?: () => Date
+  /** Lets reads be served from memory until the table changes; without it, every read queries. */
+  changes?: ChangeFeed
 }
 
 /** What every route gets: the dependencies plus the CSRF helper (absent when read-only). */
 export interface RouteContext extends AppDeps {
   now: () => Date
   csrf?: ReturnType<typeof createCsrf>
+  reads: ReadCache
 }
 
 /** templates/ beside src/ and dist/ alike. */
@@ -56,7 +61,12 @@ const isApi = (request: FastifyRequest) => request.url.startsWith('/api/') || re
  * page is read-only and the delete routes answer 403.
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
-  const context: RouteContext = {...deps, now: deps.now ?? (() => new Date()), csrf: deps.config.auth ? createCsrf(deps.config.auth) : undefined}
+  const context: RouteContext = {
+    ...deps,
+    now: deps.now ?? (() => new Date()),
+    csrf: deps.config.auth ? createCsrf(deps.config.auth) : undefined,
+    reads: createReadCache(deps.changes),
+  }
   const app = Fastify({logger: false, trustProxy: true, ajv: {customOptions: {coerceTypes: 'array', removeAdditional: true, allErrors: false}}})
 
   await app.register(helmet, {

@@ -1,6 +1,6 @@
-import {DateTime} from 'luxon'
 import {type Kysely, sql} from 'kysely'
 
+import {addDays, yesterdayUtc} from '../dates.js'
 import type {Database, ProcessStatus} from '../db/schema.js'
 import {findMissingDays, yesterdayState} from '../processing/gaps.js'
 
@@ -21,13 +21,13 @@ export interface GapReport {
  * record cannot exist yet.
  */
 export async function gapReport(db: Kysely<Database>, now: Date, range: {from?: string; to?: string} = {}): Promise<GapReport> {
-  const yesterday = DateTime.fromJSDate(now, {zone: 'utc'}).startOf('day').minus({days: 1})
-  const requestedTo = range.to ? DateTime.fromISO(range.to, {zone: 'utc'}) : yesterday
-  const to = requestedTo > yesterday ? yesterday : requestedTo
-  const earliest = to.minus({days: MAX_GAP_WINDOW_DAYS - 1})
-  const requestedFrom = range.from ? DateTime.fromISO(range.from, {zone: 'utc'}) : to.minus({days: GAP_WINDOW_DAYS - 1})
+  // YYYY-MM-DD strings compare in date order.
+  const yesterday = yesterdayUtc(now)
+  const to = range.to && range.to < yesterday ? range.to : yesterday
+  const earliest = addDays(to, -(MAX_GAP_WINDOW_DAYS - 1))
+  const requestedFrom = range.from ?? addDays(to, -(GAP_WINDOW_DAYS - 1))
   const from = requestedFrom < earliest ? earliest : requestedFrom
-  const window = {from: from.toISODate()!, to: to.toISODate()!}
+  const window = {from, to}
   const [missing, state] = await Promise.all([from <= to ? findMissingDays(db, window) : Promise.resolve([]), yesterdayState(db, now)])
   return {window, missing, yesterday: {...state, done: state.status === 'SUCCESS'}}
 }

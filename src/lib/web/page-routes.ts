@@ -1,10 +1,12 @@
 import type {FastifyInstance} from 'fastify'
+import type {Kysely} from 'kysely'
 
 import {findDay} from '../db/audit-log-repository.js'
-import {deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../db/log-queries.js'
-import {STATUSES} from '../db/schema.js'
+import {type LogFilter, deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../db/log-queries.js'
+import {type Database, STATUSES} from '../db/schema.js'
 import type {RouteContext} from './app.js'
 import {HttpError} from './http-error.js'
+import {cacheKey} from './read-cache.js'
 import {type LogQuery, assertCalendarDate, dateSchema, filterFromQuery, logQuerySchema} from './validation.js'
 import {
   type CalendarCell,
@@ -38,45 +40,10 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
     const query = request.query
     const filter = filterFromQuery(query)
     const now = context.now()
-    const range = calendarRange(now)
-    const offset = (query.page - 1) * query.size
-    const [page, summary, calendarStatuses] = await Promise.all([
-      listLogs(db, filter, {offset, limit: query.size}),
-      summarizeLogs(db, filter),
-      statusesBetween(db, range.from, range.to),
-    ])
-    const pages = Math.max(1, Math.ceil(page.total / query.size))
-    const records = page.rows.map((row) => {
-      const record = toRecordView(row)
-      return {
-        ...record,
-        durationText: formatDuration(record.durationSeconds),
-        errorShort: oneLine(record.error, 80),
-        createdText: formatUtc(record.createdAt),
-        updatedText: formatUtc(record.updatedAt),
-      }
-    })
-    return reply.viewAsync('pages/index.hbs', {
-      title: 'Audit log processing',
-      readOnly,
-      records,
-      notice: noticeFrom(query),
-      filter: {status: filter.status ?? 'all', from: filter.from ?? '', to: filter.to ?? ''},
-      statuses: ['all', ...STATUSES].map((status) => ({value: status, selected: (filter.status ?? 'all') === status})),
-      paging: {
-        page: query.page,
-        pages,
-        total: page.total,
-        first: page.total === 0 ? 0 : offset + 1,
-        last: Math.min(offset + query.size, page.total),
-        previous: query.page > 1 ? logQuery(filter, {page: Math.min(query.page - 1, pages), size: query.size}) : undefined,
-        next: query.page < pages ? logQuery(filter, {page: query.page + 1, size: query.size}) : undefined,
-      },
-      apiLink: `/api/logs${logQuery(filter, {page: query.page, size: query.size})}`,
-      summary: summaryView(summary),
-      calendar: calendarView(range, calendarCells(calendarStatuses, now)),
-      version: context.version,
-    })
+    // Everything from the database, already shaped for the template; the clock matters only
+    // through which days the calendar shows.
+    const log = await context.reads.get(cacheKey('log view', filter, query.page, query.size, calendarRange(now)), () => loadLogView(db, filter, query, now))
+    return reply.viewAsync('pages/index.hbs', {...log, title: 'Audit log processing', readOnly, notice: noticeFrom(query), version: context.version})
   })
 
   app.get<{Params: {date: string}}>(
@@ -140,11 +107,51 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
       const days = [...new Set(request.body.date)]
       for (const day of days) assertCalendarDate(day, 'date')
       const outcome = await deleteDays(db, days, {force: request.body.force === 'on', staleAfterMinutes: config.staleAfterMinutes})
+      context.changes?.changed() // the page this redirects to must not be served from before the delete
       context.logger.info(`status page: deleted ${outcome.deleted.join(', ') || 'nothing'}${outcome.refusedLive.length > 0 ? `; kept live ${outcome.refusedLive.join(', ')}` : ''}`)
       const query = new URLSearchParams({deleted: String(outcome.deleted.length), kept: String(outcome.refusedLive.length), missing: String(outcome.missing.length)})
       return reply.redirect(`/?${query}`, 303)
     },
   )
+}
+
+/** The log page's data: one page of records, the summary and the calendar, as the template shows them. */
+async function loadLogView(db: Kysely<Database>, filter: LogFilter, query: LogQuery, now: Date) {
+  const range = calendarRange(now)
+  const offset = (query.page - 1) * query.size
+  const [page, summary, calendarStatuses] = await Promise.all([
+    listLogs(db, filter, {offset, limit: query.size}),
+    summarizeLogs(db, filter),
+    statusesBetween(db, range.from, range.to),
+  ])
+  const pages = Math.max(1, Math.ceil(page.total / query.size))
+  const records = page.rows.map((row) => {
+    const record = toRecordView(row)
+    return {
+      ...record,
+      durationText: formatDuration(record.durationSeconds),
+      errorShort: oneLine(record.error, 80),
+      createdText: formatUtc(record.createdAt),
+      updatedText: formatUtc(record.updatedAt),
+    }
+  })
+  return {
+    records,
+    filter: {status: filter.status ?? 'all', from: filter.from ?? '', to: filter.to ?? ''},
+    statuses: ['all', ...STATUSES].map((status) => ({value: status, selected: (filter.status ?? 'all') === status})),
+    paging: {
+      page: query.page,
+      pages,
+      total: page.total,
+      first: page.total === 0 ? 0 : offset + 1,
+      last: Math.min(offset + query.size, page.total),
+      previous: query.page > 1 ? logQuery(filter, {page: Math.min(query.page - 1, pages), size: query.size}) : undefined,
+      next: query.page < pages ? logQuery(filter, {page: query.page + 1, size: query.size}) : undefined,
+    },
+    apiLink: `/api/logs${logQuery(filter, {page: query.page, size: query.size})}`,
+    summary: summaryView(summary),
+    calendar: calendarView(range, calendarCells(calendarStatuses, now)),
+  }
 }
 
 function calendarView(range: {from: string; to: string}, cells: CalendarCell[]) {

@@ -1,4 +1,4 @@
-import {DateTime} from 'luxon'
+import {addDays, isoWeekday, yesterdayUtc} from '../dates.js'
 
 import type {LogFilter, LogSummary} from '../db/log-queries.js'
 import type {AuditLogRow, ProcessStatus} from '../db/schema.js'
@@ -75,17 +75,16 @@ export interface CalendarCell {
 
 /** The last `days` UTC days up to yesterday, oldest first, with days that have no record as MISSING. */
 export function calendarCells(statuses: Map<string, ProcessStatus>, now: Date, days = 90): CalendarCell[] {
-  const yesterday = DateTime.fromJSDate(now, {zone: 'utc'}).startOf('day').minus({days: 1})
+  const {from} = calendarRange(now, days)
   return Array.from({length: days}, (_, i) => {
-    const date = yesterday.minus({days: days - 1 - i})
-    const day = date.toISODate()!
-    return {day, status: statuses.get(day) ?? 'MISSING', weekday: date.weekday}
+    const day = addDays(from, i)
+    return {day, status: statuses.get(day) ?? 'MISSING', weekday: isoWeekday(day)}
   })
 }
 
 export function calendarRange(now: Date, days = 90): {from: string; to: string} {
-  const yesterday = DateTime.fromJSDate(now, {zone: 'utc'}).startOf('day').minus({days: 1})
-  return {from: yesterday.minus({days: days - 1}).toISODate()!, to: yesterday.toISODate()!}
+  const to = yesterdayUtc(now)
+  return {from: addDays(to, -(days - 1)), to}
 }
 
 /** A query string for the log view, keeping the filter (so a filtered view is a shareable link). */
