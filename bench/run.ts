@@ -5,6 +5,7 @@
  *   npm run bench                 # everything
  *   npm run bench -- big-day      # one of: big-day, startup, page-load, catch-up
  *
+ * audit-logger runs as a user runs it: bin/run.js executed, its shebang (and V8 flags) included.
  * BENCH_RUNS (default 5) sets the runs per figure; BENCH_BIN=/other/checkout/bin/run.js measures
  * another build (built there) with the same harness, for a before/after comparison.
  */
@@ -48,7 +49,7 @@ async function bigDay() {
     const fetchFloors: Measurement[] = []
     for (let i = 0; i < RUNS; i++) {
       await sql`DELETE FROM audit_events_log`.execute(db)
-      const run = await measure(process.execPath, [BIN, 'process', '--date', day, '--format', 'json'], env)
+      const run = await measure(BIN, ['process', '--date', day, '--format', 'json'], env)
       if (run.code !== 0) throw new Error(`process --date ${day} exited ${run.code}`)
       runs.push(run)
       for (const [transport, list] of [['http', floors], ['fetch', fetchFloors]] as const) {
@@ -95,15 +96,15 @@ async function startup() {
   out('## 2. Start-up')
   const env = {PATH: process.env.PATH, HOME: process.env.HOME}
   const runs = Math.max(RUNS, 10)
-  const time = async (args: string[]) => {
+  const time = async (command: string, args: string[]) => {
     const results = []
-    for (let i = 0; i < runs; i++) results.push(await measure(process.execPath, args, env))
+    for (let i = 0; i < runs; i++) results.push(await measure(command, args, env))
     return {seconds: median(results.map((r) => r.seconds)), rss: median(results.map((r) => r.maxRssMb))}
   }
 
-  const bare = await time(['-e', ''])
-  const version = await time([BIN, '--version'])
-  const help = await time([BIN, 'process', '--help'])
+  const bare = await time(process.execPath, ['-e', ''])
+  const version = await time(BIN, ['--version'])
+  const help = await time(BIN, ['process', '--help'])
   out(
     table([
       {command: "node -e ''", 'median (s)': bare.seconds.toFixed(3), 'x bare': '1.00', 'RSS (MB)': bare.rss.toFixed(0)},
@@ -139,7 +140,7 @@ async function catchUp() {
     await sql`DELETE FROM audit_events_log`.execute(db)
     fake.reset()
     counter.reset()
-    const run = await measure(process.execPath, [BIN, 'process', '--from', days[0], '--to', days.at(-1)!], env)
+    const run = await measure(BIN, ['process', '--from', days[0], '--to', days.at(-1)!], env)
     if (run.code !== 0) throw new Error(`the catch-up exited ${run.code}`)
     const done = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events_log WHERE status = 'SUCCESS'`.execute(db)
     if (done.rows[0].n !== DAYS) throw new Error(`only ${done.rows[0].n} of ${DAYS} days are SUCCESS`)
