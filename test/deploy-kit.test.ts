@@ -86,6 +86,13 @@ describe('the Heroku deploy kit', () => {
       expect(entries).to.include({web: './bin/run.js serve', release: './bin/run.js db init'})
     })
 
+    it('runs bin/run.js as an executable, through its shebang and the V8 flags on it, as the Procfile does', () => {
+      expect(read('bin/run.js').split('\n')[0]).to.equal('#!/usr/bin/env -S node --max-semi-space-size=4')
+      const run = spawnSync(join(ROOT, 'bin/run.js'), ['--version'], {encoding: 'utf8', env: {PATH: process.env.PATH}})
+      expect(run.status, run.stderr).to.equal(0)
+      expect(run.stdout).to.match(/^audit-logger\/\d+\.\d+\.\d+ /)
+    })
+
     it('records build information after the build, and builds on install (prepare)', () => {
       expect(pkg.scripts['heroku-postbuild']).to.equal('node scripts/write-build-info.mjs')
       expect(pkg.scripts.prepare).to.equal('node scripts/prepare.mjs')
