@@ -2,7 +2,7 @@
  * Ranges, catch-up planning, the rate budget, the digest, progress and the per-day file, as
  * library functions against a real PostgreSQL and the loopback fake of Heroku.
  */
-import {mkdtempSync, readdirSync, readFileSync, existsSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
@@ -189,6 +189,15 @@ describe('the day file', () => {
     await file.commit()
     expect(readdirSync(dir)).to.deep.equal(['2025-09-28.ndjson.gz'])
     expect(gunzipSync(readFileSync(dayFilePath(dir, '2025-09-28'))).toString()).to.equal('{"id":"a"}\n{"id":"b"}\n')
+  })
+
+  it('removes the day’s leftovers from dead runs, and nothing of other days', async () => {
+    writeFileSync(join(dir, '.2025-09-28.ndjson.gz.tmp-999999'), 'half a day')
+    writeFileSync(join(dir, '.2025-09-29.ndjson.gz.tmp-999999'), 'another day, another run')
+    writeFileSync(join(dir, '2025-09-27.ndjson.gz'), 'a finished day')
+    const file = await openDayFile(dir, '2025-09-28')
+    expect(readdirSync(dir).toSorted()).to.deep.equal([`.2025-09-28.ndjson.gz.tmp-${process.pid}`, '.2025-09-29.ndjson.gz.tmp-999999', '2025-09-27.ndjson.gz'])
+    await file.discard()
   })
 
   it('leaves nothing behind when discarded, and replaces an older file when committed again', async () => {

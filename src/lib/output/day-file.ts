@@ -1,6 +1,6 @@
 import {once} from 'node:events'
 import {createWriteStream} from 'node:fs'
-import {mkdir, open, rename, rm} from 'node:fs/promises'
+import {mkdir, open, readdir, rename, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
@@ -10,15 +10,18 @@ export function dayFilePath(dir: string, day: string): string {
   return join(dir, `${day}.ndjson.gz`)
 }
 
+const tempPrefix = (day: string) => `.${day}.ndjson.gz.tmp-`
+
 /** The temporary name while it is written: hidden, and unique per process. */
 export function dayTempPath(dir: string, day: string, pid = process.pid): string {
-  return join(dir, `.${day}.ndjson.gz.tmp-${pid}`)
+  return join(dir, `${tempPrefix(day)}${pid}`)
 }
 
 /**
  * A day's gzipped JSON lines, written to a temporary file and only then renamed into place, so
  * the final name never holds half a day: a run that dies leaves at most a hidden `.tmp-<pid>`
- * file (safe to delete). Renaming over an existing file replaces it atomically (a forced day).
+ * file, which the day's next run removes. Renaming over an existing file replaces it atomically
+ * (a forced day).
  */
 export interface DayFile {
   readonly path: string
@@ -31,6 +34,7 @@ export interface DayFile {
   discard(): Promise<void>
 }
 
+/** Call only while holding the day's claim: see removeLeftovers. */
 export async function openDayFile(dir: string, day: string): Promise<DayFile> {
   await mkdir(dir, {recursive: true})
   const path = dayFilePath(dir, day)
@@ -43,6 +47,7 @@ export async function openDayFile(dir: string, day: string): Promise<DayFile> {
   const written = pipeline(gzip, file)
   // Observed in write/commit/discard; a rejection must not go unhandled meanwhile.
   written.catch(() => {})
+  await removeLeftovers(dir, day, tempPath)
 
   return {
     path,
@@ -67,6 +72,17 @@ export async function openDayFile(dir: string, day: string): Promise<DayFile> {
       await written.catch(() => {})
       await rm(tempPath, {force: true}).catch(() => {})
     },
+  }
+}
+
+/**
+ * Removes other runs' temporary files for the day. The caller holds the day's claim, so any other
+ * writer of this day died (kill -9, a lost dyno) or was fenced out and can never finish it.
+ */
+async function removeLeftovers(dir: string, day: string, ours: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[])
+  for (const name of names) {
+    if (name.startsWith(tempPrefix(day)) && join(dir, name) !== ours) await rm(join(dir, name), {force: true}).catch(() => {})
   }
 }
 

@@ -11,7 +11,7 @@ export interface ReadCache {
  * share one query. An entry is tagged with the version read *before* its query ran, so a change
  * committed during the query makes it stale at once rather than hiding the change.
  */
-export function createReadCache(feed: ChangeFeed | undefined, maxEntries = 200): ReadCache {
+export function createReadCache(feed: ChangeFeed | undefined, maxEntries = 64): ReadCache {
   const entries = new Map<string, {version: number; value: Promise<unknown>}>()
   return {
     get<T>(key: string, load: () => Promise<T>): Promise<T> {
