@@ -15,6 +15,7 @@ import {createReadCache} from '../src/lib/web/read-cache.js'
 import {captureLogger} from './support/capture.js'
 import {clearLog, describeWithServer, insertRecord, openEmbeddedTestDb, openTestDb} from './support/db.js'
 import {waitUntil} from './support/helpers.js'
+import {startNotificationDroppingProxy} from './support/notification-dropping-proxy.js'
 
 const NOW = new Date('2025-10-01T12:00:00Z')
 const LISTENER = 'audit-logger change listener'
@@ -191,6 +192,45 @@ describeWithServer('change feed (LISTEN on a real PostgreSQL)', function () {
     }
 
     await waitUntil('the backend gone', async () => (await listenerBackends()).length === 0)
+  })
+
+  it('never serves from memory through a connection that loses notifications, and notices when one starts to', async () => {
+    const proxy = await startNotificationDroppingProxy(process.env.TEST_DATABASE_URL!, true)
+    try {
+      const down: string[] = []
+      const lossy = listenForChanges({url: proxy.url, ssl: 'disable'}, {pingTimeoutMs: 300, retryMs: 100, onDown: (message) => down.push(message)})
+      feeds.push(lossy)
+      await waitUntil('the failed delivery check reported', () => down.length > 0)
+      expect(down[0]).to.match(/notification sent on the listening connection did not come back within 300 ms \(is DATABASE_URL a pooler in transaction mode\?\)/)
+      expect(lossy.version(), 'not live while notifications are lost').to.equal(undefined)
+
+      proxy.dropNotifications = false
+      await waitUntil('live once notifications get through', () => lossy.version() !== undefined)
+      proxy.dropNotifications = true
+      const before = down.length
+      await lossy.close()
+
+      // A live feed whose notifications start to go missing is caught by its next ping.
+      const pinged = listenForChanges({url: proxy.url, ssl: 'disable'}, {pingEveryMs: 100, pingTimeoutMs: 300, retryMs: 60_000, onDown: (message) => down.push(message)})
+      feeds.push(pinged)
+      proxy.dropNotifications = false
+      await waitUntil('live', () => pinged.version() !== undefined)
+      proxy.dropNotifications = true
+      await waitUntil('the loss noticed by a ping', () => pinged.version() === undefined)
+      expect(down.length).to.be.greaterThan(before)
+    } finally {
+      await Promise.all(feeds.splice(0).map((feed) => feed.close()))
+      await proxy.close()
+    }
+  })
+
+  it('ignores its own and other listeners’ delivery checks: only changes move the version', async () => {
+    const feed = listen({pingEveryMs: 50})
+    const other = listen({pingEveryMs: 50})
+    await waitUntil('both connected', () => feed.version() !== undefined && other.version() !== undefined)
+    const before = feed.version()
+    await new Promise((resolve) => setTimeout(resolve, 500)) // about ten pings each
+    expect(feed.version()).to.equal(before)
   })
 
   it('closes its connection on close()', async () => {

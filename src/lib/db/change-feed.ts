@@ -1,3 +1,5 @@
+import {randomUUID} from 'node:crypto'
+
 import pg from 'pg'
 
 import type {DatabaseConfig} from '../config.js'
@@ -6,6 +8,8 @@ import {type PostgresTarget, describeDbError, sslOptions, withoutSslParams} from
 
 /** The channel the 2025-10-04 migration's trigger notifies on every change to audit_events_log. */
 export const CHANGES_CHANNEL = 'audit_events_log_changed'
+/** The listener's own delivery checks on the channel (the trigger's payload is empty): not changes. */
+const PROBE_PREFIX = 'probe:'
 
 /**
  * Tells a cache whether audit_events_log may have changed since it last read it.
@@ -37,7 +41,7 @@ export function ownChangesOnly(): ChangeFeed {
 export interface ListenOptions {
   onDown?: (message: string) => void
   onUp?: () => void
-  /** How often the listening connection is checked: a dead one must not look alive. */
+  /** How often the listening connection is checked (a NOTIFY that must come back): a dead one must not look alive. */
   pingEveryMs?: number
   /** How long a ping (or any query on the listening connection) may take before it counts as lost. */
   pingTimeoutMs?: number
@@ -58,6 +62,35 @@ export function listenForChanges(target: PostgresTarget, options: ListenOptions 
   let closed = false
   let retryMs = firstRetryMs
   let retryTimer: NodeJS.Timeout | undefined
+  const pingTimeoutMs = options.pingTimeoutMs ?? 5000
+  const probeId = randomUUID().slice(0, 8)
+  let probes = 0
+
+  /**
+   * NOTIFYs the channel from the listening connection and waits for it to come back. Something
+   * that loses notifications (a pooler in transaction mode, such as PgBouncer's) would otherwise
+   * leave the cache serving an old table for good.
+   */
+  const probe = async (listening: pg.Client) => {
+    const payload = `${PROBE_PREFIX}${probeId}:${++probes}`
+    let onNotification: (message: pg.Notification) => void = () => {}
+    let timer: NodeJS.Timeout | undefined
+    const echoed = new Promise<void>((resolve, reject) => {
+      onNotification = (message) => message.payload === payload && resolve()
+      timer = setTimeout(
+        () => reject(new Error(`a notification sent on the listening connection did not come back within ${pingTimeoutMs} ms (is DATABASE_URL a pooler in transaction mode?)`)),
+        pingTimeoutMs,
+      )
+    })
+    listening.on('notification', onNotification)
+    try {
+      await listening.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, payload])
+      await echoed
+    } finally {
+      clearTimeout(timer)
+      listening.off('notification', onNotification)
+    }
+  }
 
   const lose = (lost: pg.Client, error?: unknown) => {
     if (client !== lost) return // already handled (an 'error' is followed by an 'end')
@@ -83,15 +116,18 @@ export function listenForChanges(target: PostgresTarget, options: ListenOptions 
       ssl: sslOptions(target),
       application_name: 'audit-logger change listener',
       connectionTimeoutMillis: 5000,
-      query_timeout: options.pingTimeoutMs ?? 5000,
+      query_timeout: pingTimeoutMs,
       keepAlive: true,
     })
     next.on('error', (error) => lose(next, error))
     next.on('end', () => lose(next))
-    next.on('notification', () => version++)
+    next.on('notification', (message) => {
+      if (!message.payload?.startsWith(PROBE_PREFIX)) version++
+    })
     try {
       await next.connect()
       await next.query(`LISTEN ${CHANGES_CHANNEL}`)
+      await probe(next)
     } catch (error) {
       next.removeAllListeners('end')
       next.end().catch(() => {})
@@ -117,8 +153,7 @@ export function listenForChanges(target: PostgresTarget, options: ListenOptions 
     const current = client
     if (!current || pinging) return // one ping at a time: a slow one is still timing out
     pinging = true
-    current
-      .query('SELECT 1')
+    probe(current)
       .catch((error) => lose(current, error))
       .finally(() => (pinging = false))
   }, pingEveryMs)
