@@ -261,6 +261,20 @@ async function changeAndWait(feed: ChangeFeed, change: () => Promise<void>): Pro
   await waitUntil('the change notified', () => feed.version() !== before)
 }
 
+/** Deletes a day as an operator does (the confirmation page, then its form); returns where it redirects. */
+async function deleteThroughPage(app: FastifyInstance, day: string, authorization: string): Promise<string> {
+  const confirm = await app.inject({url: `/delete?date=${day}`, headers: {authorization}})
+  const csrf = /name="csrf" value="([^"]+)"/.exec(confirm.body)![1]
+  const deleted = await app.inject({
+    method: 'POST',
+    url: '/delete',
+    headers: {authorization, 'content-type': 'application/x-www-form-urlencoded'},
+    payload: new URLSearchParams({date: day, csrf}).toString(),
+  })
+  expect(deleted.statusCode).to.equal(303)
+  return deleted.headers.location as string
+}
+
 async function appWith(db: Kysely<Database>, changes: ChangeFeed, auth?: {username: string; password: string}): Promise<FastifyInstance> {
   return buildApp({db, changes, config: {auth, port: 0, staleAfterMinutes: 15}, version: {} as never, logger: captureLogger(), now: () => NOW})
 }
@@ -332,17 +346,9 @@ describeWithServer('status page served from memory (real PostgreSQL)', function 
     })
     expect(await listedDays(authed, '/', {authorization})).to.deep.equal(['2025-09-29', '2025-09-28'])
 
-    const confirm = await authed.inject({url: '/delete?date=2025-09-29', headers: {authorization}})
-    const csrf = /name="csrf" value="([^"]+)"/.exec(confirm.body)![1]
-    const deleted = await authed.inject({
-      method: 'POST',
-      url: '/delete',
-      headers: {authorization, 'content-type': 'application/x-www-form-urlencoded'},
-      payload: new URLSearchParams({date: '2025-09-29', csrf}).toString(),
-    })
-    expect(deleted.statusCode).to.equal(303)
+    const next = await deleteThroughPage(authed, '2025-09-29', authorization)
     // No waiting for the notification: the page's own write is seen at once.
-    expect(await listedDays(authed, deleted.headers.location as string, {authorization})).to.deep.equal(['2025-09-28'])
+    expect(await listedDays(authed, next, {authorization})).to.deep.equal(['2025-09-28'])
   })
 })
 
@@ -356,15 +362,8 @@ describe('status page served from memory (embedded database)', () => {
     try {
       const authorization = `Basic ${Buffer.from('ops:pw').toString('base64')}`
       expect(await listedDays(app, '/', {authorization})).to.deep.equal(['2025-09-29', '2025-09-28'])
-      const confirm = await app.inject({url: '/delete?date=2025-09-29', headers: {authorization}})
-      const csrf = /name="csrf" value="([^"]+)"/.exec(confirm.body)![1]
-      const deleted = await app.inject({
-        method: 'POST',
-        url: '/delete',
-        headers: {authorization, 'content-type': 'application/x-www-form-urlencoded'},
-        payload: new URLSearchParams({date: '2025-09-29', csrf}).toString(),
-      })
-      expect(await listedDays(app, deleted.headers.location as string, {authorization})).to.deep.equal(['2025-09-28'])
+      const next = await deleteThroughPage(app, '2025-09-29', authorization)
+      expect(await listedDays(app, next, {authorization})).to.deep.equal(['2025-09-28'])
     } finally {
       await app.close()
       await clearLog(db)

@@ -106,8 +106,13 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
 
       const days = [...new Set(request.body.date)]
       for (const day of days) assertCalendarDate(day, 'date')
-      const outcome = await deleteDays(db, days, {force: request.body.force === 'on', staleAfterMinutes: config.staleAfterMinutes})
-      context.changes?.changed() // the page this redirects to must not be served from before the delete
+      let outcome
+      try {
+        outcome = await deleteDays(db, days, {force: request.body.force === 'on', staleAfterMinutes: config.staleAfterMinutes})
+      } finally {
+        context.changes?.changed() // the page this redirects to must not be served from before the delete
+      }
+
       context.logger.info(`status page: deleted ${outcome.deleted.join(', ') || 'nothing'}${outcome.refusedLive.length > 0 ? `; kept live ${outcome.refusedLive.join(', ')}` : ''}`)
       const query = new URLSearchParams({deleted: String(outcome.deleted.length), kept: String(outcome.refusedLive.length), missing: String(outcome.missing.length)})
       return reply.redirect(`/?${query}`, 303)
