@@ -35,10 +35,11 @@ export abstract class BaseCommand extends Command {
    * Opens the database once, and says which on stderr: PostgreSQL at DATABASE_URL, or the embedded
    * one. Unreachable, or an embedded directory in use, is a usage error (exit 2) before anything is claimed.
    */
-  protected async openDb(): Promise<Kysely<Database>> {
+  protected async openDb(options: {createMissing?: boolean} = {}): Promise<Kysely<Database>> {
     if (this.database) return this.database.db
     const settings = this.settings ?? this.loadSettings()
     this.database = await openDatabase(settings.database, {
+      ...options,
       onIdleError: (message) => this.logger.warn(`database connection dropped: ${message}`),
     })
     this.logger.info(`using ${this.database.describe}`)

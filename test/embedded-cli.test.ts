@@ -121,6 +121,15 @@ describe('the embedded database from the command line (real processes, no DATABA
     expect(report.records.map((r) => ({date: r.date, status: r.status, events: r.events}))).to.deep.equal([{date: DAY, status: 'SUCCESS', events: EVENTS}])
   })
 
+  it('a dry run on a data directory never used plans every day as missing, and creates nothing', async () => {
+    const dataDir = join(scratch, 'never-used')
+    const result = await runCli(['process', '--date', DAY, '--dry-run'], newcomerEnv(dataDir))
+    expect(result.code, result.stderr).to.equal(0)
+    expect(databaseLines(result.stderr).join('\n')).to.include(`embedded PostgreSQL (PGlite) at ${dataDir}, which does not exist yet (and is not created)`)
+    expect(result.stdout).to.include(DAY).and.match(/pending migration\(s\), so its records were not read/)
+    expect(existsSync(dataDir), 'no directory made').to.equal(false)
+  })
+
   it('refuses to run on a Heroku dyno without DATABASE_URL, creating nothing', async () => {
     const dataDir = join(scratch, 'dyno')
     for (const dyno of ['scheduler.4021', 'web.1']) {

@@ -117,8 +117,9 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     }
 
     if (flags['dry-run']) {
-      // Reads only, in a read-only transaction: no migration, no claim, no API request.
-      const db = await this.openDb()
+      // Reads only, in a read-only transaction: no migration, no claim, no API request, and no
+      // embedded database created where there was none.
+      const db = await this.openDb({createMissing: false})
       const plan = await db.transaction().setAccessMode('read only').execute((trx) => planDays(trx, planOptions))
       process.stdout.write(renderPlan(plan))
       return plan

@@ -157,12 +157,15 @@ export interface OpenedDatabase {
 /**
  * Opens the configured database: PostgreSQL at DATABASE_URL (checked to answer, as connectDb),
  * or the embedded one in its data directory (held by this process until close). Either failing
- * to open is a usage error. PGlite is loaded only here, so a DATABASE_URL run never loads it.
+ * to open is a usage error. With `createMissing: false`, an embedded database not created yet is
+ * not created: an empty stand-in is opened instead. PGlite is loaded only here, so a
+ * DATABASE_URL run never loads it.
  */
-export async function openDatabase(config: DatabaseConfig, options: CreateDbOptions = {}): Promise<OpenedDatabase> {
+export async function openDatabase(config: DatabaseConfig, options: CreateDbOptions & {createMissing?: boolean} = {}): Promise<OpenedDatabase> {
   if (config.kind === 'embedded') {
-    const {openEmbeddedDb} = await import('./embedded.js')
-    const {db, close, describe} = await openEmbeddedDb(config.dataDir)
+    const {embeddedDatabaseExists, openEmbeddedDb, openStandInEmbeddedDb} = await import('./embedded.js')
+    const open = options.createMissing === false && !embeddedDatabaseExists(config.dataDir) ? openStandInEmbeddedDb : openEmbeddedDb
+    const {db, close, describe} = await open(config.dataDir)
     return {db, close, describe}
   }
 

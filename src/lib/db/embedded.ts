@@ -1,4 +1,4 @@
-import {readFileSync, unlinkSync} from 'node:fs'
+import {existsSync, readFileSync, unlinkSync} from 'node:fs'
 import {mkdir, open, readFile, stat, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -82,6 +82,30 @@ export async function openEmbeddedDb(dataDir: string, options: OpenEmbeddedOptio
     describe: `embedded PostgreSQL (PGlite) at ${dir}`,
     close() {
       closing ??= db.destroy().finally(() => lock.release())
+      return closing
+    },
+  }
+}
+
+/** Has a database been created in `dataDir` (by an earlier run)? */
+export function embeddedDatabaseExists(dataDir: string): boolean {
+  return existsSync(path.join(path.resolve(dataDir), CLUSTER_DIR, 'PG_VERSION'))
+}
+
+/**
+ * An empty in-memory database standing in for one not created yet, for a look that must create
+ * nothing (a dry run): no directory, no lock, gone when closed.
+ */
+export async function openStandInEmbeddedDb(dataDir: string): Promise<EmbeddedDb> {
+  const dir = path.resolve(dataDir)
+  const db = new Kysely<Database>({dialect: new PGliteDialect({pglite: await PGlite.create()})})
+  let closing: Promise<void> | undefined
+  return {
+    db,
+    dataDir: dir,
+    describe: `embedded PostgreSQL (PGlite) at ${dir}, which does not exist yet (and is not created)`,
+    close() {
+      closing ??= db.destroy()
       return closing
     },
   }
