@@ -233,6 +233,21 @@ describeWithServer('change feed (LISTEN on a real PostgreSQL)', function () {
     expect(feed.version()).to.equal(before)
   })
 
+  it('does not hold up a shutdown when its server stopped answering', async () => {
+    const feed = listen({pingEveryMs: 60_000})
+    await waitUntil('the listener connected', () => feed.version() !== undefined)
+    const [pid] = await listenerBackends()
+    process.kill(pid, 'SIGSTOP') // see the ping test: the server must run on this machine
+    try {
+      const outcome = await Promise.race([feed.close().then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 10_000, 'still waiting'))])
+      expect(outcome).to.equal('closed')
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+
+    await waitUntil('the thawed backend gone', async () => !(await listenerBackends()).includes(pid))
+  })
+
   it('closes its connection on close()', async () => {
     const feed = listen()
     await waitUntil('the listener connected', () => feed.version() !== undefined)

@@ -171,7 +171,9 @@ export function listenForChanges(target: PostgresTarget, options: ListenOptions 
       if (retryTimer) clearTimeout(retryTimer)
       const current = client
       client = undefined
-      await current?.end().catch(() => {})
+      // A server that stopped answering must not hold up a shutdown: wait a second at most.
+      const waited = new Promise((resolve) => setTimeout(resolve, 1000).unref())
+      await Promise.race([current?.end().catch(() => {}), waited])
     },
   }
 }
