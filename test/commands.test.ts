@@ -8,8 +8,9 @@ import {findDay} from '../src/lib/db/audit-log-repository.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {yesterdayUtc} from '../src/lib/dates.js'
 import {generateEvents} from './fake-heroku/events.js'
-import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
-import {clearLog, createScratchDatabase, describeWithServer, insertRecord, openTestDb, snapshot} from './support/db.js'
+import type {FakeHeroku} from './fake-heroku/server.js'
+import {createScratchDatabase, describeWithServer, insertRecord, snapshot} from './support/db.js'
+import {useJobSuite} from './support/job-suite.js'
 import {useEnv} from './support/helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -20,20 +21,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
   let fake: FakeHeroku
   let db: Kysely<Database>
 
-  before(async () => {
-    fake = await startFakeHeroku({events: {[DAY]: generateEvents(DAY, 1200), [yesterdayUtc()]: generateEvents(yesterdayUtc(), 3)}})
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
-  })
-
-  after(async () => {
-    await db.destroy()
-    await fake.close()
-  })
-
-  beforeEach(async () => {
-    fake.reset()
-    await clearLog(db)
-  })
+  useJobSuite((suite) => ({fake, db} = suite), {fake: {events: {[DAY]: generateEvents(DAY, 1200), [yesterdayUtc()]: generateEvents(yesterdayUtc(), 3)}}})
 
   useEnv(() => ({
     DATABASE_URL: process.env.TEST_DATABASE_URL,

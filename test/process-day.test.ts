@@ -8,7 +8,8 @@ import {type AuditClientOptions, createAuditClient} from '../src/lib/heroku/clie
 import {type ProcessDayOptions, exitCodeFor, processDay} from '../src/lib/processing/process-day.js'
 import {CaptureStream, captureLogger} from './support/capture.js'
 import {clearLog, describeOnEngines} from './support/db.js'
-import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
+import {useJobSuite} from './support/job-suite.js'
+import type {FakeHeroku} from './fake-heroku/server.js'
 import {generateEvents} from './fake-heroku/events.js'
 
 const DAY = '2025-09-28'
@@ -17,21 +18,10 @@ describeOnEngines('processDay: claim → heartbeat → fetch → write → finis
   let fake: FakeHeroku
   let db: Kysely<Database>
 
-  before(async () => {
-    fake = await startFakeHeroku({events: {[DAY]: generateEvents(DAY, 2500)}})
-    db = await engine.open()
-  })
+  useJobSuite((suite) => ({fake, db} = suite), {fake: {events: {[DAY]: generateEvents(DAY, 2500)}}, open: engine.open, rateLimitRemaining: 4500})
 
-  after(async () => {
-    await db.destroy()
-    await fake.close()
-  })
-
-  beforeEach(async () => {
-    fake.reset()
-    fake.setRateLimitRemaining(4500)
+  beforeEach(() => {
     fake.setEvents(DAY, generateEvents(DAY, 2500))
-    await clearLog(db)
   })
 
   // Quick retries, so a fault sequence plays out in milliseconds.

@@ -10,9 +10,10 @@ import {type Kysely, sql} from 'kysely'
 import {findDay} from '../src/lib/db/audit-log-repository.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {generateEvents} from './fake-heroku/events.js'
-import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
-import {cliEnv, runCli, startCli} from './support/cli.js'
-import {clearLog, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import type {FakeHeroku} from './fake-heroku/server.js'
+import {runCli, startCli} from './support/cli.js'
+import {createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import {useJobSuite} from './support/job-suite.js'
 import {waitForRun} from './support/helpers.js'
 
 const DAY = '2025-06-15'
@@ -23,26 +24,7 @@ describeWithServer('real processes', function () {
   let db: Kysely<Database>
   let env: NodeJS.ProcessEnv
 
-  before(async () => {
-    fake = await startFakeHeroku({events: {[DAY]: generateEvents(DAY, 2500)}})
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
-    env = cliEnv({
-      DATABASE_URL: process.env.TEST_DATABASE_URL,
-      HEROKU_API_URL: fake.url,
-      HEROKU_API_TOKEN: fake.token,
-      HEROKU_ACCOUNT_ID: 'acme',
-    })
-  })
-
-  after(async () => {
-    await db.destroy()
-    await fake.close()
-  })
-
-  beforeEach(async () => {
-    fake.reset()
-    await clearLog(db)
-  })
+  useJobSuite((suite) => ({fake, db, env} = suite), {fake: {events: {[DAY]: generateEvents(DAY, 2500)}}})
 
   it('scenario 1: 20 runs of one date on a fresh database: exactly one fetches it, all exit 0', async () => {
     const fresh = await createScratchDatabase('race')

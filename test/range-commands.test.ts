@@ -17,8 +17,9 @@ import type {Database} from '../src/lib/db/schema.js'
 import {addDays, daysBetween, todayUtc, yesterdayUtc} from '../src/lib/dates.js'
 import {eventsDigest} from '../src/lib/processing/events-digest.js'
 import {generateEvents} from './fake-heroku/events.js'
-import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
+import type {FakeHeroku} from './fake-heroku/server.js'
 import {clearLog, createScratchDatabase, describeWithServer, insertRecord, openTestDb, snapshot} from './support/db.js'
+import {useJobSuite} from './support/job-suite.js'
 import {useEnv} from './support/helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -30,21 +31,7 @@ describeWithServer('process over many days (through oclif)', () => {
   let fake: FakeHeroku
   let db: Kysely<Database>
 
-  before(async () => {
-    fake = await startFakeHeroku()
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
-  })
-
-  after(async () => {
-    await db.destroy()
-    await fake.close()
-  })
-
-  beforeEach(async () => {
-    fake.reset()
-    fake.setRateLimitRemaining(4500)
-    await clearLog(db)
-  })
+  useJobSuite((suite) => ({fake, db} = suite), {rateLimitRemaining: 4500})
 
   useEnv(() => ({
     DATABASE_URL: process.env.TEST_DATABASE_URL,

@@ -17,9 +17,10 @@ import {daysBetween} from '../src/lib/dates.js'
 import {dayFilePath} from '../src/lib/output/day-file.js'
 import {eventsDigest} from '../src/lib/processing/events-digest.js'
 import {type AuditEvent, generateEvents} from './fake-heroku/events.js'
-import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
-import {type CliResult, cliEnv, runCli, startCli} from './support/cli.js'
-import {clearLog, describeWithServer, openTestDb} from './support/db.js'
+import type {FakeHeroku} from './fake-heroku/server.js'
+import {type CliResult, runCli, startCli} from './support/cli.js'
+import {describeWithServer} from './support/db.js'
+import {useJobSuite} from './support/job-suite.js'
 import {waitUntil} from './support/helpers.js'
 
 const PAGE = 10
@@ -30,28 +31,8 @@ describeWithServer('ranges with real processes', function () {
   let db: Kysely<Database>
   let env: NodeJS.ProcessEnv
 
-  before(async () => {
-    // Small pages, so a day of 25 events takes three requests.
-    fake = await startFakeHeroku({maxPageSize: PAGE})
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
-    env = cliEnv({
-      DATABASE_URL: process.env.TEST_DATABASE_URL,
-      HEROKU_API_URL: fake.url,
-      HEROKU_API_TOKEN: fake.token,
-      HEROKU_ACCOUNT_ID: 'acme',
-    })
-  })
-
-  after(async () => {
-    await db.destroy()
-    await fake.close()
-  })
-
-  beforeEach(async () => {
-    fake.reset()
-    fake.setRateLimitRemaining(4500)
-    await clearLog(db)
-  })
+  // Small pages, so a day of 25 events takes three requests.
+  useJobSuite((suite) => ({fake, db, env} = suite), {fake: {maxPageSize: PAGE}, rateLimitRemaining: 4500})
 
   it('scenario 2: 8 runs over the same 30 dates: every date SUCCESS exactly once, every event written once', async () => {
     const days = daysBetween('2025-01-20', '2025-02-18')

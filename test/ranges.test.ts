@@ -29,9 +29,10 @@ import {
   type RunRangeOptions,
 } from '../src/lib/processing/run-range.js'
 import {CaptureStream, captureLogger} from './support/capture.js'
-import {clearLog, describeOnEngines, insertRecord, snapshot} from './support/db.js'
+import {describeOnEngines, insertRecord, snapshot} from './support/db.js'
+import {useJobSuite} from './support/job-suite.js'
 import {generateEvents} from './fake-heroku/events.js'
-import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
+import type {FakeHeroku} from './fake-heroku/server.js'
 import {usageErrorOf} from './support/helpers.js'
 
 const NOW = new Date('2025-10-01T12:00:00Z')
@@ -220,21 +221,7 @@ describeOnEngines('ranges against the fake API', (engine) => {
   let fake: FakeHeroku
   let db: Kysely<Database>
 
-  before(async () => {
-    fake = await startFakeHeroku()
-    db = await engine.open()
-  })
-
-  after(async () => {
-    await db.destroy()
-    await fake.close()
-  })
-
-  beforeEach(async () => {
-    fake.reset()
-    fake.setRateLimitRemaining(4500)
-    await clearLog(db)
-  })
+  useJobSuite((suite) => ({fake, db} = suite), {open: engine.open, rateLimitRemaining: 4500})
 
   function client(overrides: Partial<AuditClientOptions> = {}) {
     return createAuditClient({apiUrl: fake.url, token: fake.token, accountId: 'acme', baseDelayMs: 5, maxDelayMs: 20, attemptTimeoutMs: 2000, maxAttempts: 2, ...overrides})

@@ -17,9 +17,10 @@ import pg from 'pg'
 import {findDay} from '../src/lib/db/audit-log-repository.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {generateEvents} from './fake-heroku/events.js'
-import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
+import type {FakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, startCli} from './support/cli.js'
-import {clearLog, describeWithServer, openTestDb} from './support/db.js'
+import {describeWithServer} from './support/db.js'
+import {useJobSuite} from './support/job-suite.js'
 import {freePort, waitForRun} from './support/helpers.js'
 
 /** Files the process holds open under `dir` whose name is gone (Linux: /proc/PID/fd links end in ' (deleted)'). */
@@ -47,20 +48,9 @@ describeWithServer('signals (scenario 8, real processes)', function () {
   let env: NodeJS.ProcessEnv
   let spoolDir: string
 
-  before(async () => {
-    fake = await startFakeHeroku({events: {[DAY]: generateEvents(DAY, 1500)}})
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
-  })
+  useJobSuite((suite) => ({fake, db} = suite), {fake: {events: {[DAY]: generateEvents(DAY, 1500)}}, rateLimitRemaining: 4500})
 
-  after(async () => {
-    await db.destroy()
-    await fake.close()
-  })
-
-  beforeEach(async () => {
-    fake.reset()
-    fake.setRateLimitRemaining(4500)
-    await clearLog(db)
+  beforeEach(() => {
     spoolDir = mkdtempSync(join(tmpdir(), 'audit-logger-signals-'))
     env = cliEnv({
       DATABASE_URL: process.env.TEST_DATABASE_URL,
