@@ -12,6 +12,7 @@ import type {Database} from '../src/lib/db/schema.js'
 import type {PostgresDatabaseConfig} from '../src/lib/config.js'
 import {UsageError} from '../src/lib/errors.js'
 import {backdateHeartbeat, clearLog, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import {expectDaysAndTimesRoundTrip} from './support/round-trip.js'
 
 const MIGRATIONS = [
   '2025-10-01T00-00-00_create_audit_events_log',
@@ -227,21 +228,7 @@ describeWithServer('database', () => {
         try {
           expect((await rows(db, sql<{TimeZone: string}>`SHOW TimeZone`))[0].TimeZone).to.equal(zone)
           await clearLog(db)
-          for (const day of DAYS) {
-            const result = await claim(db, day)
-            if (!result.claimed) expect.fail(`could not claim ${day}`)
-            expect(result.row.process_date).to.equal(day)
-            // created_at (naive UTC) and heartbeat_at (timestamptz) come from the same now().
-            expect(result.row.created_at?.getTime(), day).to.equal(result.row.heartbeat_at?.getTime())
-
-            await sql`
-              UPDATE audit_events_log SET created_at = ${`${day} 00:00:00`}::timestamp, updated_at = ${`${day} 23:59:59.5`}::timestamp
-              WHERE process_date = ${day}`.execute(db)
-            const read = await findDay(db, day)
-            expect(read?.process_date).to.equal(day)
-            expect(read?.created_at?.toISOString()).to.equal(`${day}T00:00:00.000Z`)
-            expect(read?.updated_at?.toISOString()).to.equal(`${day}T23:59:59.500Z`)
-          }
+          await expectDaysAndTimesRoundTrip(db, DAYS, (day) => claim(db, day))
 
           // The cleanup's reason names the heartbeat in UTC, not in the session's zone.
           await backdateHeartbeat(db, '2024-12-31', 16 * 60)

@@ -34,6 +34,7 @@ import type {Database, ProcessStatus} from '../src/lib/db/schema.js'
 import {UsageError} from '../src/lib/errors.js'
 import {registerSecret} from '../src/lib/secrets.js'
 import {backdateHeartbeat, clearLog, describeWithServer, insertRecord, itWithServer, openTestDb, serverAvailable, snapshot} from './support/db.js'
+import {expectDaysAndTimesRoundTrip} from './support/round-trip.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const HOLDER = fileURLToPath(new URL('support/embedded-holder.ts', import.meta.url))
@@ -636,20 +637,7 @@ describe('embedded database (PGlite)', function () {
         await sql`SELECT set_config('TimeZone', ${zone}, false)`.execute(db)
         expect((await sql<{TimeZone: string}>`SHOW TimeZone`.execute(db)).rows[0].TimeZone).to.equal(zone)
         await clearLog(db)
-        for (const day of DAYS) {
-          const result = await claimDay(db, {day, token: token(1), staleAfterMinutes: STALE_AFTER, force: false})
-          if (!result.claimed) expect.fail(`could not claim ${day}`)
-          expect(result.row.process_date).to.equal(day)
-          // created_at (naive UTC) and heartbeat_at (timestamptz) come from the same now().
-          expect(result.row.created_at?.getTime(), day).to.equal(result.row.heartbeat_at?.getTime())
-          await sql`
-            UPDATE audit_events_log SET created_at = ${`${day} 00:00:00`}::timestamp, updated_at = ${`${day} 23:59:59.5`}::timestamp
-            WHERE process_date = ${day}`.execute(db)
-          const read = await findDay(db, day)
-          expect(read?.process_date).to.equal(day)
-          expect(read?.created_at?.toISOString()).to.equal(`${day}T00:00:00.000Z`)
-          expect(read?.updated_at?.toISOString()).to.equal(`${day}T23:59:59.500Z`)
-        }
+        await expectDaysAndTimesRoundTrip(db, DAYS, (day) => claimDay(db, {day, token: token(1), staleAfterMinutes: STALE_AFTER, force: false}))
 
         expect((await listLogs(db, {from: '2024-12-31', to: '2025-01-01'}, {offset: 0, limit: 10})).rows.map((r) => r.process_date)).to.deep.equal(['2025-01-01', '2024-12-31'])
         await backdateHeartbeat(db, '2024-12-31', JUST_STALE)
