@@ -121,13 +121,18 @@ describe('the embedded database from the command line (real processes, no DATABA
     expect(report.records.map((r) => ({date: r.date, status: r.status, events: r.events}))).to.deep.equal([{date: DAY, status: 'SUCCESS', events: EVENTS}])
   })
 
-  it('a dry run on a data directory never used plans every day as missing, and creates nothing', async () => {
+  it('a dry run and db status on a data directory never used create nothing (the plan: every day missing)', async () => {
     const dataDir = join(scratch, 'never-used')
     const result = await runCli(['process', '--date', DAY, '--dry-run'], newcomerEnv(dataDir))
     expect(result.code, result.stderr).to.equal(0)
     expect(databaseLines(result.stderr).join('\n')).to.include(`embedded PostgreSQL (PGlite) at ${dataDir}, which does not exist yet (and is not created)`)
     expect(result.stdout).to.include(DAY).and.match(/pending migration\(s\), so its records were not read/)
     expect(existsSync(dataDir), 'no directory made').to.equal(false)
+
+    const status = await runCli(['db', 'status'], newcomerEnv(dataDir))
+    expect(status.code, status.stderr).to.equal(0)
+    expect(status.stdout).to.match(/4 migration\(s\) pending.*\n.*db init/)
+    expect(existsSync(dataDir), 'db status made no directory either').to.equal(false)
   })
 
   it('refuses to run on a Heroku dyno without DATABASE_URL, creating nothing', async () => {

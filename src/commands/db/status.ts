@@ -28,7 +28,8 @@ export default class DbStatus extends BaseCommand {
   public async run(): Promise<StatusReport> {
     const {flags} = await this.parse(DbStatus)
     this.loadSettings({verbose: flags.verbose})
-    const report = await statusReport(await this.openDb(), flags.limit, {days: flags.days})
+    // A look creates nothing: an embedded database not made yet reads as empty, with every migration pending.
+    const report = await statusReport(await this.openDb({createMissing: false}), flags.limit, {days: flags.days})
     if (!this.jsonEnabled()) process.stdout.write(renderStatusTable(report))
     return report
   }
