@@ -11,7 +11,7 @@ import {EXIT, UsageError} from '../lib/errors.js'
 import {type AuditClient, DEFAULTS as CLIENT_DEFAULTS, createAuditClient} from '../lib/heroku/client.js'
 import type {Logger} from '../lib/logger.js'
 import {OUTPUT_FORMATS, type OutputFormat} from '../lib/output/format-event.js'
-import {shortDigest} from '../lib/processing/events-digest.js'
+import {dayReportLine} from '../lib/processing/day-report.js'
 import {type Plan, type PlanMode, catchUpWindow, planDays, renderPlan} from '../lib/processing/plan.js'
 import {type DayResult, exitCodeFor, processDay} from '../lib/processing/process-day.js'
 import {createProgress} from '../lib/processing/progress.js'
@@ -202,7 +202,8 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     const client = this.client(heroku, () => this.logger, () => day)
     this.logger.info(`processing ${day}${run.force ? ' (forced)' : ''}`)
     const result = await processDay({db, client, output: process.stdout, logger: this.logger}, {day, ...run, signal})
-    this.report(result)
+    const line = dayReportLine(result)
+    this.logger[line.level](line.message)
     if (exitCodeFor([result.outcome]) !== EXIT.ok) this.exit(EXIT.failed)
     return result
   }
@@ -253,35 +254,5 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     this.logToStderr(renderRangeSummary(result, {rerun}).trimEnd())
     if (result.exitCode !== EXIT.ok) this.exit(EXIT.failed)
     return result
-  }
-
-  private report(result: DayResult): void {
-    const seconds = result.durationMs < 1000 ? `${result.durationMs} ms` : `${(result.durationMs / 1000).toFixed(1)} s`
-    const attempt = result.attempt === undefined ? '' : `, attempt ${result.attempt}`
-    switch (result.outcome) {
-      case 'success': {
-        const digest = result.digest ? `, digest ${shortDigest(result.digest)}` : ''
-        const file = result.file ? `; wrote ${result.file}` : ''
-        this.logger.success(`${result.day} SUCCESS: ${result.events} events in ${result.pages} page${result.pages === 1 ? '' : 's'}, ${seconds}${attempt}${digest}${file}`)
-        break
-      }
-
-      case 'done':
-      case 'busy': {
-        this.logger.info(`${result.day} skipped: ${result.message}`)
-        break
-      }
-
-      case 'failed':
-      case 'error': {
-        this.logger.error(`${result.day} ${result.outcome.toUpperCase()} after ${seconds}${attempt}: ${result.message}`)
-        break
-      }
-
-      case 'lost': {
-        this.logger.error(`${result.day} not recorded after ${seconds}${attempt}: ${result.message}`)
-        break
-      }
-    }
   }
 }
