@@ -12,6 +12,8 @@
  */
 import {type Server, type Socket, connect, createServer} from 'node:net'
 
+import {listenInFrontOf} from '../test/support/helpers.js'
+
 export interface StatementCount {
   sql: string
   count: number
@@ -97,13 +99,10 @@ export async function startPgCounter(upstreamUrl: string): Promise<PgCounter> {
     })
   })
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const proxied = new URL(upstreamUrl)
-  proxied.hostname = '127.0.0.1'
-  proxied.port = String((server.address() as {port: number}).port)
+  const url = await listenInFrontOf(server, upstreamUrl)
 
   return {
-    url: proxied.toString(),
+    url,
     statements: () => [...counts].map(([sql, n]) => ({sql, count: n})).sort((a, b) => b.count - a.count),
     totals: () => ({statements: [...counts.values()].reduce((a, b) => a + b, 0), roundTrips, connections}),
     reset() {

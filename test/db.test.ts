@@ -12,6 +12,7 @@ import type {Database} from '../src/lib/db/schema.js'
 import type {PostgresDatabaseConfig} from '../src/lib/config.js'
 import {UsageError} from '../src/lib/errors.js'
 import {backdateHeartbeat, clearLog, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import {rejectionOf} from './support/helpers.js'
 import {expectDaysAndTimesRoundTrip} from './support/round-trip.js'
 
 const MIGRATIONS = [
@@ -37,16 +38,6 @@ function withSentinelPassword(url: string): string {
 
 function claim(db: Kysely<Database>, day: string, force = false): Promise<ClaimResult> {
   return claimDay(db, {day, token: randomUUID(), staleAfterMinutes: STALE_AFTER, force})
-}
-
-async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error
-  }
-
-  expect.fail('expected a rejection')
 }
 
 async function rows<T>(db: Kysely<Database>, query: ReturnType<typeof sql<T>>): Promise<T[]> {

@@ -34,6 +34,7 @@ import type {Database, ProcessStatus} from '../src/lib/db/schema.js'
 import {UsageError} from '../src/lib/errors.js'
 import {registerSecret} from '../src/lib/secrets.js'
 import {backdateHeartbeat, clearLog, describeWithServer, insertRecord, itWithServer, openTestDb, serverAvailable, snapshot} from './support/db.js'
+import {rejectionOf} from './support/helpers.js'
 import {expectDaysAndTimesRoundTrip} from './support/round-trip.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -85,16 +86,6 @@ function comparable(value: unknown): unknown {
   if (Array.isArray(value)) return value.map((v) => comparable(v))
   if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, comparable(v)]))
   return value
-}
-
-async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error
-  }
-
-  expect.fail('expected a rejection')
 }
 
 /** Columns (type, nullability, default) and index definitions of audit_events_log, as text. */

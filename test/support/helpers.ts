@@ -1,6 +1,6 @@
 /** Small helpers several suites share. */
 import type {ChildProcess} from 'node:child_process'
-import {createServer} from 'node:net'
+import {type Server, createServer} from 'node:net'
 
 import {expect} from 'chai'
 
@@ -16,6 +16,29 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port))
     })
   })
+}
+
+/**
+ * Starts `server` (a proxy in front of a database) on a free loopback port and returns
+ * `upstreamUrl` pointed at it: same user, password and database, the proxy's host and port.
+ */
+export async function listenInFrontOf(server: Server, upstreamUrl: string): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const proxied = new URL(upstreamUrl)
+  proxied.hostname = '127.0.0.1'
+  proxied.port = String((server.address() as {port: number}).port)
+  return proxied.toString()
+}
+
+/** The error `promise` rejects with; fails the test if it resolves. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise
+  } catch (error) {
+    return error as Error
+  }
+
+  return expect.fail('expected a rejection')
 }
 
 /** Sets environment variables for each test of the suite and puts the old values back afterwards. */

@@ -6,6 +6,8 @@
  */
 import {type Socket, connect, createServer} from 'node:net'
 
+import {listenInFrontOf} from './helpers.js'
+
 export interface NotificationDroppingProxy {
   /** The upstream URL with its host and port pointed at the proxy. */
   url: string
@@ -42,12 +44,9 @@ export async function startNotificationDroppingProxy(upstreamUrl: string, dropNo
     })
   })
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const proxied = new URL(upstreamUrl)
-  proxied.hostname = '127.0.0.1'
-  proxied.port = String((server.address() as {port: number}).port)
+  const url = await listenInFrontOf(server, upstreamUrl)
   return {
-    url: proxied.toString(),
+    url,
     get dropNotifications() {
       return state.dropNotifications
     },
