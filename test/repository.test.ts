@@ -149,6 +149,16 @@ describeOnEngines('audit-log repository', (engine) => {
         }
       })
     }
+
+    it('is idempotent for its token: tried again after a lost connection, it holds the day without another attempt', async () => {
+      const token = randomUUID()
+      await insertRecord(db, {day: DAY, status: 'FAILED', error: 'HTTP 503', heartbeatSecondsAgo: 600})
+      expect(expectClaimed(await claim(DAY, {token})).previousStatus).to.equal('FAILED')
+      const again = expectClaimed(await claim(DAY, {token}))
+      expect(again.previousStatus, 'its own claim is not a takeover').to.equal(null)
+      expect(again.row).to.include({status: 'PROCESSING', claim_token: token, attempts: 2})
+      expectNotClaimed(await claim(DAY))
+    })
   })
 
   describe('heartbeat', () => {
@@ -198,6 +208,15 @@ describeOnEngines('audit-log repository', (engine) => {
 
       expect(await finish(DAY, token, 'FAILED')).to.equal(false)
       expect((await row(DAY)).status).to.equal('SUCCESS')
+    })
+
+    it('is idempotent: tried again after a lost connection (it may have committed), it counts once more, but never over another status', async () => {
+      const token = randomUUID()
+      expectClaimed(await claim(DAY, {token}))
+      expect(await finish(DAY, token, 'SUCCESS', 42)).to.equal(true)
+      expect(await finish(DAY, token, 'SUCCESS', 42), 'the same finish again').to.equal(true)
+      expect(await finish(DAY, token, 'ERROR'), 'another status').to.equal(false)
+      expect(await row(DAY)).to.include({status: 'SUCCESS', events_count: 42, attempts: 1})
     })
 
     it('records FAILED with its message', async () => {

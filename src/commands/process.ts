@@ -14,6 +14,7 @@ import {OUTPUT_FORMATS, type OutputFormat} from '../lib/output/format-event.js'
 import {dayReportLine} from '../lib/processing/day-report.js'
 import {type Plan, type PlanMode, catchUpWindow, planDays, renderPlan} from '../lib/processing/plan.js'
 import {type DayResult, exitCodeFor, processDay} from '../lib/processing/process-day.js'
+import {retryOnLostConnection} from '../lib/processing/database-failure.js'
 import {createProgress} from '../lib/processing/progress.js'
 import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
 import {safeErrorMessage} from '../lib/secrets.js'
@@ -150,7 +151,8 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
     try {
       if (target.mode === 'date') return await this.runDay(db, heroku, target.from, run, cancel.signal)
-      const plan = await planDays(db, planOptions)
+      // Read-only, so safe to try again on a fresh connection if its own was killed.
+      const plan = await retryOnLostConnection(() => planDays(db, planOptions))
       const quiet = !flags.verbose && QUIET_LEVELS.has(settings.logLevel ?? 'info')
       return await this.runRange(db, heroku, plan, {...run, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet}, cancel.signal)
     } finally {

@@ -35,24 +35,28 @@ export type ClaimResult =
 /**
  * Claims a day with ONE atomic statement: inserts the row, or takes it over when it is FAILED,
  * ERROR, PROCESSING without a heartbeat for `staleAfterMinutes`, or SUCCESS with `force`.
- * Concurrent claims serialize on the unique process_date, so exactly one wins.
+ * Concurrent claims serialize on the unique process_date, so exactly one wins. Idempotent for its
+ * token: a claim tried again after its connection was lost (it may have committed) finds the row
+ * PROCESSING with its own token and takes it as claimed, without counting another attempt.
  */
 export async function claimDay(db: Kysely<Database>, request: ClaimRequest): Promise<ClaimResult> {
   const {day, token, staleAfterMinutes, force} = request
   const result = await sql<AuditLogRow & {previous_status: ProcessStatus | null}>`
-    WITH previous AS (SELECT status FROM audit_events_log WHERE process_date = ${day})
+    WITH previous AS (SELECT status, claim_token FROM audit_events_log WHERE process_date = ${day})
     INSERT INTO audit_events_log AS log
       (process_date, status, events_count, error_message, created_at, updated_at,
        attempts, claim_token, heartbeat_at, started_at, finished_at)
     VALUES (${day}, 'PROCESSING', 0, NULL, ${NOW_UTC}, ${NOW_UTC}, 1, ${token}, now(), now(), NULL)
     ON CONFLICT (process_date) DO UPDATE SET
       status = 'PROCESSING', events_count = 0, error_message = NULL, events_digest = NULL, updated_at = ${NOW_UTC},
-      attempts = log.attempts + 1, claim_token = EXCLUDED.claim_token,
-      heartbeat_at = now(), started_at = now(), finished_at = NULL
+      attempts = CASE WHEN log.claim_token = EXCLUDED.claim_token THEN log.attempts ELSE log.attempts + 1 END,
+      claim_token = EXCLUDED.claim_token, heartbeat_at = now(), started_at = now(), finished_at = NULL
     WHERE log.status IN ('FAILED', 'ERROR')
        OR (log.status = 'PROCESSING' AND ${lastSignOfLife('log')} < ${staleBefore(staleAfterMinutes)})
        OR (${force}::boolean AND log.status = 'SUCCESS')
-    RETURNING log.*, (SELECT status FROM previous) AS previous_status
+       OR (log.status = 'PROCESSING' AND log.claim_token = EXCLUDED.claim_token)
+    RETURNING log.*,
+      (SELECT CASE WHEN previous.claim_token = log.claim_token AND previous.status = 'PROCESSING' THEN NULL ELSE previous.status END FROM previous) AS previous_status
   `.execute(db)
   const row = result.rows[0]
   if (row) {
@@ -82,7 +86,11 @@ export interface FinishRequest {
   eventsDigest?: string | null
 }
 
-/** The fenced finish: counts only while the claim token still matches. False = claim lost. */
+/**
+ * The fenced finish: counts only while the claim token still matches. False = claim lost.
+ * Idempotent: tried again after its connection was lost (it may have committed), it finds its own
+ * row already in `status` and counts it; a row cleaned up into another status meanwhile does not.
+ */
 export async function finishDay(db: Kysely<Database>, request: FinishRequest): Promise<boolean> {
   const {day, token, status, eventsCount, errorMessage} = request
   const eventsDigest = request.eventsDigest ?? null
@@ -90,7 +98,7 @@ export async function finishDay(db: Kysely<Database>, request: FinishRequest): P
     UPDATE audit_events_log
     SET status = ${status}, events_count = ${eventsCount}, error_message = ${errorMessage},
         events_digest = ${eventsDigest}, updated_at = ${NOW_UTC}, heartbeat_at = now(), finished_at = now()
-    WHERE process_date = ${day} AND claim_token = ${token} AND status = 'PROCESSING'
+    WHERE process_date = ${day} AND claim_token = ${token} AND status IN ('PROCESSING', ${status})
   `.execute(db)
   return Number(result.numAffectedRows ?? 0) === 1
 }

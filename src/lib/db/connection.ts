@@ -107,6 +107,11 @@ export function createDb(config: PostgresTarget, options: CreateDbOptions = {}):
   })
   // Without a listener, an idle client's error (server restart, pg_terminate_backend) crashes the process.
   pool.on('error', (error) => options.onIdleError?.(describeDbError(error, config)))
+  // The pool listens only while a client is idle: one checked out (a query in flight, a transaction)
+  // whose connection is terminated emits 'error' with no listener, which crashes the process. The
+  // query in flight is rejected with the same error and reported by whoever ran it; the pool then
+  // drops the dead client on release. So this listener only has to exist.
+  pool.on('connect', (client) => client.on('error', ignoreInUseError))
   return new Kysely<Database>({dialect: new PostgresDialect({pool})})
 }
 
@@ -124,11 +129,27 @@ export function describeDbError(error: unknown, config: DatabaseConfig | Postgre
   return `database error at ${where}: ${text}`
 }
 
+function ignoreInUseError(): void {
+  // Reported through the rejected query (see createDb).
+}
+
 /** Is this error about reaching or logging in to the server (as opposed to a failing query)? */
 export function isConnectionError(error: unknown): boolean {
   const {code, message} = (error ?? {}) as {code?: string; message?: string}
   if (code && (UNREACHABLE_CODES.has(code) || code.startsWith('28') || code === '3D000' || code === '57P03')) return true
   return typeof message === 'string' && /(timeout expired|connection terminated|self[- ]signed|certificate|does not support SSL|SSL)/i.test(message)
+}
+
+/**
+ * Connection-level failures: unreachable, refused, terminated (pg_terminate_backend, a restart),
+ * shutting down, out of connection slots, or not accepting connections at all — as opposed to a
+ * statement the database refused. What failed this way may succeed on a fresh connection.
+ */
+export function isDatabaseUnreachable(error: unknown): boolean {
+  if (isConnectionError(error)) return true
+  const {code, message} = (error ?? {}) as {code?: string; message?: string}
+  if (code && (code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code))) return true
+  return typeof message === 'string' && /(connection terminated|terminating connection|not currently accepting connections|the database system is (starting up|shutting down)|Connection closed|Client has encountered a connection error)/i.test(message)
 }
 
 /**

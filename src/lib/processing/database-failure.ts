@@ -1,4 +1,4 @@
-import {isConnectionError} from '../db/connection.js'
+import {isDatabaseUnreachable} from '../db/connection.js'
 import {safeErrorMessage} from '../secrets.js'
 
 /** A statement of the day job failed in the database (as opposed to the API, a file or stdout). */
@@ -19,22 +19,40 @@ export class DatabaseFailure extends Error {
   }
 }
 
-/** Runs one database step of the day job, marking its failure as the database's. */
-export async function inDatabase<T>(work: () => Promise<T>): Promise<T> {
+/**
+ * Runs one database step of the day job, marking its failure as the database's. An `idempotent`
+ * step is tried again on a fresh connection when its connection was lost (retryOnLostConnection).
+ */
+export async function inDatabase<T>(work: () => Promise<T>, options: {idempotent?: boolean} = {}): Promise<T> {
   try {
-    return await work()
+    return await (options.idempotent ? retryOnLostConnection(work) : work())
   } catch (error) {
     throw new DatabaseFailure(error)
   }
 }
 
+export {isDatabaseUnreachable} from '../db/connection.js'
+
+/** Pauses before the tries after the first: a terminated connection's pool needs a moment to notice. */
+const RETRY_PAUSES_MS = [100, 400, 1000]
+
 /**
- * Connection-level failures: unreachable, refused, terminated (pg_terminate_backend, a restart),
- * shutting down, out of connection slots, or not accepting connections at all.
+ * Runs an idempotent database step; when it fails because its connection was lost (terminated,
+ * reset, refused), runs it again on a fresh one, up to 4 tries in all over about 1.5 s. The pool
+ * drops a dead client when it is released, so the next try gets a new connection. Only for steps
+ * that are safe to repeat: a statement may have committed even though its answer was lost.
  */
-export function isDatabaseUnreachable(error: unknown): boolean {
-  if (isConnectionError(error)) return true
-  const {code, message} = (error ?? {}) as {code?: string; message?: string}
-  if (code && (code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code))) return true
-  return typeof message === 'string' && /(connection terminated|terminating connection|not currently accepting connections|the database system is (starting up|shutting down)|Connection closed)/i.test(message)
+export async function retryOnLostConnection<T>(work: () => Promise<T>, pause: (ms: number) => Promise<void> = sleep): Promise<T> {
+  for (let tried = 0; ; tried++) {
+    try {
+      return await work()
+    } catch (error) {
+      if (tried >= RETRY_PAUSES_MS.length || !isDatabaseUnreachable(error)) throw error
+      await pause(RETRY_PAUSES_MS[tried])
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
 }

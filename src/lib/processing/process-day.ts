@@ -2,7 +2,7 @@ import {randomUUID} from 'node:crypto'
 
 import type {Kysely} from 'kysely'
 
-import {claimDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
+import {type ClaimRequest, claimDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
 import {HerokuApiError} from '../heroku/errors.js'
@@ -11,7 +11,7 @@ import {type DayFile, openDayFile} from '../output/day-file.js'
 import {LineEncoder, type OutputFormat} from '../output/format-event.js'
 import {type Spool, openSpool} from '../output/spool.js'
 import {redact, safeErrorMessage} from '../secrets.js'
-import {DatabaseFailure, inDatabase, isDatabaseUnreachable} from './database-failure.js'
+import {DatabaseFailure, inDatabase, isDatabaseUnreachable, retryOnLostConnection} from './database-failure.js'
 import {eventsDigest} from './events-digest.js'
 
 export interface ProcessDayDeps {
@@ -91,7 +91,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     ...extra,
   })
 
-  const claim = await claimDay(db, {day, token, staleAfterMinutes: options.staleAfterMinutes, force: options.force})
+  const claim = await claimOrRelease(db, {day, token, staleAfterMinutes: options.staleAfterMinutes, force: options.force})
   if (!claim.claimed) return skipped(day, claim.current, result)
 
   const attempt = claim.row.attempts
@@ -147,7 +147,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
 
     clearInterval(beat)
     // Check the fence before writing, so a run that lost its claim does not write a duplicate day.
-    if (claimLost || !(await inDatabase(() => heartbeat(db, day, token)))) throw new ClaimLost()
+    if (claimLost || !(await inDatabase(() => heartbeat(db, day, token), {idempotent: true}))) throw new ClaimLost()
     // The file is renamed into place before the fenced finish, like stdout is written before it:
     // a crash in between leaves a complete file for a day that is not SUCCESS (the next run
     // replaces it), never a SUCCESS day whose file is missing, which nothing would ever redo.
@@ -160,7 +160,8 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     written = true
     await spool.close()
     const digest = eventsDigest(ids)
-    if (!(await inDatabase(() => finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})))) {
+    const finished = () => finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
+    if (!(await inDatabase(finished, {idempotent: true}))) {
       throw new ClaimLost()
     }
 
@@ -186,7 +187,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     const unreachable = error instanceof DatabaseFailure && error.unreachable ? {databaseUnreachable: true} : {}
     let recorded: boolean
     try {
-      recorded = await finishDay(db, {day, token, status, eventsCount: 0, errorMessage: message})
+      recorded = await retryOnLostConnection(() => finishDay(db, {day, token, status, eventsCount: 0, errorMessage: message}))
     } catch (recordError) {
       const why = safeErrorMessage(recordError)
       const again = written ? ` (and writes its ${events} events again: they were written before the database went)` : ''
@@ -201,6 +202,21 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
 
     if (!recorded) return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
     return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable})
+  }
+}
+
+/**
+ * The claim, tried again on a fresh connection if its own was lost. If it still fails, the claim
+ * may have committed without our hearing of it: the day is then released as ERROR under our token
+ * (a no-op when it did not commit), so it is not left PROCESSING until it goes stale.
+ */
+async function claimOrRelease(db: Kysely<Database>, request: ClaimRequest): ReturnType<typeof claimDay> {
+  try {
+    return await retryOnLostConnection(() => claimDay(db, request))
+  } catch (error) {
+    const errorMessage = `not processed: the claim failed: ${safeErrorMessage(error)}`
+    await finishDay(db, {day: request.day, token: request.token, status: 'ERROR', eventsCount: 0, errorMessage}).catch(() => {})
+    throw error
   }
 }
 

@@ -6,7 +6,7 @@ import type {Logger} from '../logger.js'
 import type {OutputFormat} from '../output/format-event.js'
 import {redact, safeErrorMessage} from '../secrets.js'
 import {oneLine, renderTable} from '../text.js'
-import {isDatabaseUnreachable} from './database-failure.js'
+import {isDatabaseUnreachable, retryOnLostConnection} from './database-failure.js'
 import {type DayOutcome, type DayResult, exitCodeFor, processDay} from './process-day.js'
 import {type Progress, outcomeLabel} from './progress.js'
 
@@ -168,7 +168,8 @@ async function runOne(job: typeof processDay, deps: RunRangeDeps & {logger: Logg
 /** undefined when the database answers, else why not. */
 async function whyDatabaseIsGone(deps: RunRangeDeps): Promise<string | undefined> {
   try {
-    await (deps.probeDatabase ?? (() => sql`SELECT 1`.execute(deps.db).then(() => {})))()
+    // Tried on fresh connections for a moment: a connection killed once is not a database gone.
+    await retryOnLostConnection(deps.probeDatabase ?? (() => sql`SELECT 1`.execute(deps.db).then(() => {})))
     return undefined
   } catch (error) {
     return safeErrorMessage(error)

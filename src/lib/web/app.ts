@@ -10,6 +10,7 @@ import type {Kysely} from 'kysely'
 
 import type {WebConfig} from '../config.js'
 import type {ChangeFeed} from '../db/change-feed.js'
+import {isDatabaseUnreachable} from '../db/connection.js'
 import type {Database} from '../db/schema.js'
 import type {Logger} from '../logger.js'
 import {safeErrorMessage} from '../secrets.js'
@@ -126,6 +127,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (error instanceof HttpError) return renderError(request, reply, error.statusCode, error.message)
     if (error.validation) return renderError(request, reply, 400, `Bad request: ${error.message}.`)
     if (error.statusCode && error.statusCode < 500) return renderError(request, reply, error.statusCode, error.message)
+    if (isDatabaseUnreachable(error)) {
+      // A failover, a restart or a killed connection: the pool reconnects on the next request.
+      deps.logger.warn(`${request.method} ${request.url.split('?')[0]}: the database cannot be reached: ${safeErrorMessage(error)}`)
+      reply.header('Retry-After', '5')
+      return renderError(request, reply, 503, 'The database cannot be reached right now; try again in a few seconds.')
+    }
+
     deps.logger.error(`${request.method} ${request.url.split('?')[0]} failed: ${safeErrorMessage(error)}`)
     return renderError(request, reply, 500, 'Something went wrong on the server; its log says what.')
   })
