@@ -169,7 +169,7 @@ describe('progress', () => {
     progress.stop()
     expect(logger.lines).to.deep.equal([
       'info [1/3] 2025-09-01 SUCCESS: 12 events in 1 page, 0.4 s, RateLimit-Remaining 4321',
-      'info [2/3] 2025-09-02 FAILED: Heroku API answered 503',
+      'error [2/3] 2025-09-02 FAILED: Heroku API answered 503',
       'info [3/3] 2025-09-03 skipped (done): 2025-09-03 is already SUCCESS',
     ])
     expect(renderDayLine(day('success', {events: 2500, pages: 3, durationMs: 1500}), 1, 1)).to.equal('[1/1] 2025-09-01 SUCCESS: 2500 events in 3 pages, 1.5 s')

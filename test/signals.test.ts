@@ -151,7 +151,7 @@ describeWithServer('signals (scenario 8, real processes)', function () {
       expect(await findDay(db, days[1])).to.include({status: 'FAILED', error_message: `fetching ${days[1]} was cancelled`})
       for (const later of days.slice(2)) expect(await findDay(db, later), later).to.equal(undefined)
       expect(fake.requestsForDay(days[2])).to.have.length(0)
-      expect(result.stderr).to.match(/Interrupted: 2 day\(s\) were not started\. Run again: audit-logger process --from 2025-05-12 --to 2025-05-13/)
+      expect(result.stderr).to.match(/Interrupted: 2 day\(s\) were not started\. Run again: audit-logger process --from 2025-05-11 --to 2025-05-13 --format json$/m)
       expect(readdirSync(spoolDir)).to.deep.equal([])
     })
   }

@@ -16,6 +16,7 @@ import {type Plan, type PlanMode, catchUpWindow, planDays, renderPlan} from '../
 import {type DayResult, exitCodeFor, processDay} from '../lib/processing/process-day.js'
 import {retryOnLostConnection} from '../lib/processing/database-failure.js'
 import {createProgress} from '../lib/processing/progress.js'
+import {type RerunFlags, rerunCommand} from '../lib/processing/rerun.js'
 import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
 import {safeErrorMessage} from '../lib/secrets.js'
 
@@ -23,6 +24,12 @@ interface Target {
   mode: PlanMode
   from: string
   to: string
+}
+
+const DEFAULT_STALE_AFTER_MINUTES = 15
+
+function ignoreStdoutError(): void {
+  // Reported by the day job, which sees its own writes fail (see deliverDay).
 }
 
 /** Levels under which the progress bar and lines are not shown. */
@@ -91,7 +98,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     format: Flags.string({description: 'how events are written on stdout', options: [...OUTPUT_FORMATS], default: 'text'}),
     'stale-after': Flags.integer({
       description: 'minutes without a heartbeat after which a PROCESSING record is taken over',
-      default: 15,
+      default: DEFAULT_STALE_AFTER_MINUTES,
       min: 1,
     }),
   }
@@ -101,6 +108,9 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
 
   public async run(): Promise<DayResult | RangeResult | Plan> {
     const {flags} = await this.parse(Process)
+    // A reader that goes away (`| head -1`) makes stdout emit 'error' (EPIPE), which would crash the
+    // process; the day job notices it on its own writes (see deliverDay) and reports it.
+    if (!process.stdout.listeners('error').includes(ignoreStdoutError)) process.stdout.on('error', ignoreStdoutError)
     // Dates are checked before anything else, so a typo costs no connection.
     const asked = this.askedDays(flags)
     const settings = this.loadSettings({needsHeroku: true, verbose: flags.verbose})
@@ -154,7 +164,14 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       // Read-only, so safe to try again on a fresh connection if its own was killed.
       const plan = await retryOnLostConnection(() => planDays(db, planOptions))
       const quiet = !flags.verbose && QUIET_LEVELS.has(settings.logLevel ?? 'info')
-      return await this.runRange(db, heroku, plan, {...run, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet}, cancel.signal)
+      const rerunFlags = {
+        force: flags.force,
+        format: run.format,
+        outputDir: flags['output-dir'],
+        staleAfterMinutes: staleAfterMinutes === DEFAULT_STALE_AFTER_MINUTES ? undefined : staleAfterMinutes,
+        verbose: flags.verbose,
+      }
+      return await this.runRange(db, heroku, plan, {...run, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags}, cancel.signal)
     } finally {
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
     }
@@ -214,7 +231,17 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     db: Kysely<Database>,
     heroku: HerokuConfig,
     plan: Plan,
-    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string; days?: number; reserve?: number; quiet: boolean},
+    run: {
+      format: OutputFormat
+      force: boolean
+      staleAfterMinutes: number
+      heartbeatIntervalMs: number
+      outputDir?: string
+      days?: number
+      reserve?: number
+      quiet: boolean
+      rerunFlags: Pick<RerunFlags, 'force' | 'format' | 'outputDir' | 'staleAfterMinutes' | 'verbose'>
+    },
     signal: AbortSignal,
   ): Promise<RangeResult> {
     const left = plan.days.length - plan.attempt.length
@@ -249,10 +276,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       },
     )
 
-    const firstLeft = result.results.find((r) => r.outcome === 'not-started')?.day
-    const rerun = plan.mode === 'catch-up'
-      ? `${this.config.bin} process --catch-up${run.days === undefined ? '' : ` --days ${run.days}`} (the next scheduled catch-up does it too)`
-      : `${this.config.bin} process --from ${firstLeft ?? plan.from} --to ${plan.to}`
+    const rerun = rerunCommand(this.config.bin, {...run.rerunFlags, mode: plan.mode, to: plan.to, days: run.days}, result.results)
     this.logToStderr(renderRangeSummary(result, {rerun}).trimEnd())
     if (result.exitCode !== EXIT.ok) this.exit(EXIT.failed)
     return result

@@ -2,7 +2,7 @@ import {shortDigest} from './events-digest.js'
 import type {DayResult} from './process-day.js'
 
 export interface DayReportLine {
-  level: 'success' | 'info' | 'error'
+  level: 'success' | 'info' | 'warn' | 'error'
   message: string
 }
 
@@ -15,7 +15,9 @@ export function dayReportLine(result: DayResult): DayReportLine {
       const digest = result.digest ? `, digest ${shortDigest(result.digest)}` : ''
       const file = result.file ? `; wrote ${result.file}` : ''
       const pages = `${result.pages} page${result.pages === 1 ? '' : 's'}`
-      return {level: 'success', message: `${result.day} SUCCESS: ${result.events} events in ${pages}, ${seconds}${attempt}${digest}${file}`}
+      const line = `${result.day} SUCCESS: ${result.events} events in ${pages}, ${seconds}${attempt}${digest}${file}`
+      if (result.outputClosed) return {level: 'warn', message: `${line}; stdout was closed by its reader before all were written there: the whole day is in the file`}
+      return {level: 'success', message: line}
     }
 
     case 'done':

@@ -8,6 +8,7 @@ import type {AuditClient} from '../heroku/client.js'
 import {HerokuApiError} from '../heroku/errors.js'
 import type {Logger} from '../logger.js'
 import {type DayFile, openDayFile} from '../output/day-file.js'
+import {OutputClosed, deliverDay} from '../output/deliver.js'
 import {LineEncoder, type OutputFormat} from '../output/format-event.js'
 import {type Spool, openSpool} from '../output/spool.js'
 import {redact, safeErrorMessage} from '../secrets.js'
@@ -61,6 +62,8 @@ export interface DayResult {
   rateLimitRemaining?: number
   /** The day failed because the database could not be reached: a range starts no further day then. */
   databaseUnreachable?: boolean
+  /** stdout's reader went away before the day was all written: a range starts no further day then. */
+  outputClosed?: boolean
 }
 
 /** Exit code for one or more outcomes: 0 done or skipped, 1 anything failed or lost. */
@@ -156,8 +159,18 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       fileCommitted = true
     }
 
-    await spool.copyTo(output)
-    written = true
+    let outputClosed: OutputClosed | undefined
+    try {
+      await deliverDay(spool, output)
+      written = true
+    } catch (error) {
+      // A reader that went away (`| head -1`) does not undo the collection when the day is whole
+      // in its file: it is recorded SUCCESS and the report says stdout missed part of it. Without a
+      // file the events reached nowhere whole, so the day fails and is fetched again.
+      if (!(error instanceof OutputClosed) || !fileCommitted) throw error
+      outputClosed = error
+    }
+
     await spool.close()
     const digest = eventsDigest(ids)
     const finished = () => finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
@@ -165,7 +178,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       throw new ClaimLost()
     }
 
-    return result('success', {events, pages, attempt, digest, ...(file ? {file: file.path} : {})})
+    return result('success', {events, pages, attempt, digest, ...(file ? {file: file.path} : {}), ...(outputClosed ? {outputClosed: true} : {})})
   } catch (error) {
     clearInterval(beat)
     await spool?.close()
@@ -183,7 +196,12 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     // range starts no further day (its failed responses carry no other reading).
     if (error instanceof HerokuApiError && error.details.status === 429) rateLimitRemaining = 0
     const status = error instanceof HerokuApiError && error.kind !== 'malformed' ? 'FAILED' : 'ERROR'
-    const message = error instanceof DatabaseFailure ? error.describe() : redact(error instanceof Error ? error.message : String(error))
+    const message =
+      error instanceof DatabaseFailure
+        ? error.describe()
+        : error instanceof OutputClosed
+          ? `${error.message} before the day's ${events} events were all written, and no --output-dir holds them: not delivered, so the day will be fetched again`
+          : redact(error instanceof Error ? error.message : String(error))
     const unreachable = error instanceof DatabaseFailure && error.unreachable ? {databaseUnreachable: true} : {}
     let recorded: boolean
     try {
@@ -201,7 +219,8 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     }
 
     if (!recorded) return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
-    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable})
+    const closed = error instanceof OutputClosed ? {outputClosed: true} : {}
+    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable, ...closed})
   }
 }
 

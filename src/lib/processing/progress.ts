@@ -154,8 +154,9 @@ export function lineProgress(logger: Logger): Progress {
     dayStarted() {},
     dayFinished(result) {
       count(state, result)
-      // One plain line per day, failed ones too: the label says FAILED and the closing table repeats it.
-      logger.info(renderDayLine(result, state.finished, state.total))
+      // One plain line per day, failed ones too, with the error symbol: the closing table repeats them.
+      const failed = result.outcome === 'failed' || result.outcome === 'error' || result.outcome === 'lost'
+      logger[failed ? 'error' : 'info'](renderDayLine(result, state.finished, state.total))
     },
     stop() {},
     wrap: (inner) => inner,

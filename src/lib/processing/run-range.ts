@@ -24,6 +24,7 @@ export type RangeStop =
   | {reason: 'budget'; rateLimitRemaining: number; reserve: number; daysLeft: number; retryInMinutes: number}
   | {reason: 'signal'; daysLeft: number}
   | {reason: 'database'; daysLeft: number; message: string}
+  | {reason: 'output'; daysLeft: number}
 
 export interface RangeResult {
   results: RangeDayResult[]
@@ -73,7 +74,7 @@ export function minutesToRefill(rateLimitRemaining: number, reserve: number): nu
  */
 export function rangeExitCode(results: RangeDayResult[], stopped?: RangeStop): 0 | 1 {
   const outcomes = results.map((r) => r.outcome).filter((o): o is DayOutcome => o !== 'not-started')
-  if (stopped?.reason === 'signal' || stopped?.reason === 'database') return 1
+  if (stopped?.reason === 'signal' || stopped?.reason === 'database' || stopped?.reason === 'output') return 1
   return exitCodeFor(outcomes)
 }
 
@@ -119,6 +120,12 @@ export async function runRange(deps: RunRangeDeps, options: RunRangeOptions): Pr
       if (result.rateLimitRemaining !== undefined) rateLimitRemaining = result.rateLimitRemaining
       results.push(result)
       progress?.dayFinished(result)
+      // stdout's reader is gone: every later day would be fetched for nobody.
+      if (result.outputClosed && index < options.days.length - 1) {
+        stopped = {reason: 'output', daysLeft: daysLeft - 1}
+        break
+      }
+
       // Without a database no day can be claimed or recorded: rather than fail every day left
       // (each after a connection timeout), stop, once one probe confirms it is gone.
       if (result.databaseUnreachable && index < options.days.length - 1) {
@@ -133,8 +140,12 @@ export async function runRange(deps: RunRangeDeps, options: RunRangeOptions): Pr
     progress?.stop()
   }
 
-  const why =
-    stopped?.reason === 'budget' ? 'rate budget: left for a later run' : stopped?.reason === 'database' ? 'the database cannot be reached' : 'interrupted before it started'
+  const why = {
+    budget: 'rate budget: left for a later run',
+    database: 'the database cannot be reached',
+    output: 'stdout was closed',
+    signal: 'interrupted before it started',
+  }[stopped?.reason ?? 'signal']
   for (const day of options.days.slice(results.length)) {
     results.push({day, outcome: 'not-started', events: 0, pages: 0, durationMs: 0, message: why})
   }
@@ -203,6 +214,8 @@ export function renderRangeSummary(result: RangeResult, options: {rerun: string}
     )
   } else if (stopped?.reason === 'signal') {
     lines.push(`Interrupted: ${stopped.daysLeft} day(s) were not started. Run again: ${options.rerun}`)
+  } else if (stopped?.reason === 'output') {
+    lines.push(`Stopped: stdout was closed by its reader, so ${stopped.daysLeft} day(s) were not started. Run again with stdout read to the end: ${options.rerun}`)
   } else if (stopped?.reason === 'database') {
     lines.push(`Stopped: the database cannot be reached (${stopped.message}), so ${stopped.daysLeft} day(s) were not started. Run again once it is back: ${options.rerun}`)
   }
