@@ -95,6 +95,16 @@ export function createHealthCheck(options: HealthCheckOptions): () => Promise<He
   const requiredHour = options.requireYesterdayAfterHour
   let last: {key: string; answer: Promise<Health>; settledAt?: number} | undefined
 
+  /** Never rejects: a failed read is the 503 answer. */
+  const check = async (key: string, now: Date): Promise<Health> => {
+    try {
+      return await options.reads.get(key, () => checkHealth(options.db, now, requiredHour))
+    } catch (error) {
+      options.onUnreachable?.(error)
+      return UNREACHABLE
+    }
+  }
+
   return () => {
     const now = options.clock()
     const key = cacheKey('health', yesterdayUtc(now), requiredHour !== undefined && now.getUTCHours() >= requiredHour)
@@ -104,17 +114,8 @@ export function createHealthCheck(options: HealthCheckOptions): () => Promise<He
       if (age >= 0 && age < reuseMs) return last.answer // a clock set back does not make it fresh
     }
 
-    const entry: {key: string; answer: Promise<Health>; settledAt?: number} = {key, answer: Promise.resolve(UNREACHABLE)}
-    entry.answer = (async () => {
-      try {
-        return await options.reads.get(key, () => checkHealth(options.db, now, requiredHour))
-      } catch (error) {
-        options.onUnreachable?.(error)
-        return UNREACHABLE
-      } finally {
-        entry.settledAt = options.clock().getTime()
-      }
-    })()
+    const entry: typeof last = {key, answer: check(key, now)}
+    void entry.answer.then(() => (entry.settledAt = options.clock().getTime()))
     last = entry
     return entry.answer
   }
