@@ -6,7 +6,7 @@ import {type Config, loadConfig, withDotEnv} from './lib/config.js'
 import {describeDbError, type OpenedDatabase, openDatabase} from './lib/db/connection.js'
 import {migrateToLatest} from './lib/db/migrate.js'
 import type {Database} from './lib/db/schema.js'
-import {EXIT, UsageError} from './lib/errors.js'
+import {EXIT, UsageError, oneLineParseError} from './lib/errors.js'
 import {createLogger} from './lib/logger.js'
 import {safeErrorMessage} from './lib/secrets.js'
 
@@ -85,7 +85,7 @@ export abstract class BaseCommand extends Command {
       line = usage.hint ? `${usage.message} — ${usage.hint}` : usage.message
       exit = EXIT.usage
     } else {
-      line = error.message
+      line = error instanceof Errors.CLIError ? oneLineParseError(error.message) : error.message
       exit = error.oclif?.exit ?? EXIT.failed
       if (!(error instanceof Errors.CLIError)) this.logger.debug(`stack: ${error.stack ?? ''}`)
     }

@@ -93,7 +93,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       expect((await findDay(db, DAY))?.status).to.equal('FAILED')
     })
 
-    for (const date of ['2025-02-30', '2025-13-01', 'yesterday', "''", '2999-01-01']) {
+    for (const date of ['2025-02-30', '2025-13-01', 'yesterday', "''", '2999-01-01', '0000-01-01']) {
       it(`refuses --date ${date} with one line, exit 2, nothing written (scenario 18)`, async () => {
         const before = await snapshot(db)
         const {stdout, stderr, error} = await run(`process --date ${date}`)
@@ -177,6 +177,24 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       expect((await findDay(db, '2025-09-28'))?.status).to.equal('PROCESSING')
     })
 
+    it('refuses a --stale-after beyond a year (or any command\'s) with one line, exit 2, changing nothing', async () => {
+      await insertRecord(db, {day: DAY, status: 'PROCESSING', heartbeatSecondsAgo: 60 * 60})
+      const before = await snapshot(db)
+      for (const command of ['db cleanup', `db reset ${DAY} --confirm ${DAY}`, `process --date ${DAY}`]) {
+        for (const minutes of ['99999999999', '525601']) {
+          const {stdout, stderr, error} = await run(`${command} --stale-after ${minutes}`)
+          expect(error?.oclif?.exit, `${command}: ${stderr}`).to.equal(2)
+          expect(stdout).to.equal('')
+          expect(stderr).to.equal(`Error: --stale-after: Expected an integer less than or equal to 525600 but received: ${minutes} — see --help\n`)
+        }
+      }
+
+      expect(await snapshot(db)).to.deep.equal(before)
+      expect(fake.requests).to.have.length(0)
+      const {error} = await run('db cleanup --stale-after 525600')
+      expect(error, 'a year is taken').to.equal(undefined)
+    })
+
     it('honours --stale-after and --json', async () => {
       await insertRecord(db, {day: '2025-09-28', status: 'PROCESSING', heartbeatSecondsAgo: 6 * 60})
       const {stdout} = await run('db cleanup --stale-after 5 --json')
@@ -219,6 +237,13 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       const forced = await run(`db reset ${DAY} --confirm ${DAY} --force`)
       expect(forced.error).to.equal(undefined)
       expect(await findDay(db, DAY)).to.equal(undefined)
+    })
+
+    it('refuses year 0 with one line, exit 2, before touching the database', async () => {
+      const {stdout, stderr, error} = await run('db reset 0000-01-01 --confirm 0000-01-01')
+      expect(error?.oclif?.exit).to.equal(2)
+      expect(stdout).to.equal('')
+      expect(stderr).to.equal('Error: date "0000-01-01" is not a real calendar date: there is no year 0 — write a day from 0001-01-01 to 9999-12-31, e.g. 2025-09-28\n')
     })
 
     it('refuses an invalid date with exit 2', async () => {

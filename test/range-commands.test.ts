@@ -60,6 +60,9 @@ describeWithServer('process over many days (through oclif)', () => {
       ['process --from 2025-09-10 --to 2025-09-01', /^Error: --from 2025-09-10 is after --to 2025-09-01 — swap them: --from 2025-09-01 --to 2025-09-10\n$/],
       ['process --from 2020-01-01 --to 2021-06-01', /^Error: the range 2020-01-01\.\.2021-06-01 has 518 days, more than the 366 one run takes — split it/],
       ['process --from 2025-02-30 --to 2025-03-01', /^Error: --from "2025-02-30" is not a real calendar date: February 2025 has 28 days/],
+      ['process --from 0000-12-30 --to 0001-01-02', /^Error: --from "0000-12-30" is not a real calendar date: there is no year 0 — write a day from 0001-01-01 to 9999-12-31, e.g. 2025-09-28\n$/],
+      ['process --from 2025-09-01 --to 2025-09-02 --stale-after 99999999999', /^Error: --stale-after: Expected an integer less than or equal to 525600 but received: 99999999999 — see --help\n$/],
+      ['process --catch-up --days 91', /^Error: --days: Expected an integer less than or equal to 90 but received: 91 — see --help\n$/],
       [`process --from ${yesterday} --to ${todayUtc()}`, /^Error: --to \d{4}-\d\d-\d\d is today \(UTC\): its events are not all in yet — /],
     ]
     for (const [args, message] of cases) {

@@ -4,6 +4,7 @@ import type {Kysely} from 'kysely'
 
 import {loadWebConfig} from '../src/lib/config.js'
 import {findDay} from '../src/lib/db/audit-log-repository.js'
+import {ownChangesOnly} from '../src/lib/db/change-feed.js'
 import {createDb} from '../src/lib/db/connection.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {UsageError} from '../src/lib/errors.js'
@@ -57,6 +58,9 @@ describe('status page (app.inject against a real database)', () => {
     after(() => instance.close())
     return instance
   }
+
+  const post = (instance: FastifyInstance, form: string) =>
+    instance.inject({method: 'POST', url: '/delete', headers: {...AUTHORIZED, 'content-type': 'application/x-www-form-urlencoded'}, payload: form})
 
   async function seed() {
     await insertRecord(db, {day: '2025-09-26', status: 'SUCCESS', events: 10, durationSeconds: 3})
@@ -153,7 +157,7 @@ describe('status page (app.inject against a real database)', () => {
   })
 
   describe('bad input is a 400, never a 500 (scenario 18)', () => {
-    const pages = ['/?status=BOGUS', '/?from=2025-02-30', '/?to=2025-13-01', '/?from=yesterday', '/?from=2025-09-28&to=2025-09-01', '/?page=0', '/?page=abc', '/?size=100000', '/logs/2025-02-30', '/logs/not-a-date', '/delete?date=2025-02-30']
+    const pages = ['/?status=BOGUS', '/?from=2025-02-30', '/?to=2025-13-01', '/?from=yesterday', '/?from=2025-09-28&to=2025-09-01', '/?page=0', '/?page=abc', '/?size=100000', '/logs/2025-02-30', '/logs/not-a-date', '/delete?date=2025-02-30', '/logs/0000-01-01', '/delete?date=0000-01-01', '/?from=0000-01-01', '/?to=0000-12-31']
     for (const url of pages) {
       it(`GET ${url} → 400 page`, async () => {
         const response = await (await app()).inject({url, headers: AUTHORIZED})
@@ -164,13 +168,20 @@ describe('status page (app.inject against a real database)', () => {
       })
     }
 
-    for (const url of ['/api/logs?status=nope', '/api/logs?from=2025-02-30', '/api/logs/2025-02-30', '/api/logs?size=-1']) {
+    for (const url of ['/api/logs?status=nope', '/api/logs?from=2025-02-30', '/api/logs/2025-02-30', '/api/logs?size=-1', '/api/logs/0000-01-01', '/api/logs?from=0000-01-01', '/api/logs?to=0000-01-01']) {
       it(`GET ${url} → 400 JSON`, async () => {
         const response = await (await app()).inject({url, headers: AUTHORIZED})
         expect(response.statusCode).to.equal(400)
         expect(response.json()).to.have.property('error').that.matches(/Bad request/)
       })
     }
+
+    it('answers year 0 with a 400 on the read-only page too, where no sign-in stands before it', async () => {
+      const instance = await app({}, null)
+      for (const url of ['/logs/0000-01-01', '/api/logs/0000-01-01', '/?from=0000-01-01', '/api/logs?to=0000-01-01']) {
+        expect((await instance.inject({url})).statusCode, url).to.equal(400)
+      }
+    })
 
     it('answers an unknown route with a 404 page', async () => {
       const response = await (await app()).inject({url: '/nope', headers: AUTHORIZED})
@@ -261,6 +272,22 @@ describe('status page (app.inject against a real database)', () => {
         expect(response.statusCode).to.equal(200)
         expect(response.json().yesterday).to.deep.equal({day: '2025-09-28', status: 'SUCCESS', done: true})
         await nextDay.close()
+      })
+
+      it('moves on with the clock at once, though answers are kept: the hour and yesterday are part of the key', async () => {
+        await seed()
+        await insertRecord(db, {day: '2025-10-01', status: 'SUCCESS'})
+        let now = new Date('2025-10-01T05:59:59.500Z')
+        const instance = await app({config: {port: 0, staleAfterMinutes: 15, requireYesterdayAfterHour: 6}, changes: ownChangesOnly(), now: () => now})
+        expect((await instance.inject({url: '/healthz'})).statusCode, 'before the hour').to.equal(200)
+        now = new Date('2025-10-01T06:00:00.000Z')
+        const late = await instance.inject({url: '/healthz'})
+        expect(late.statusCode, 'half a second later, past the hour').to.equal(503)
+        expect(late.json().reason).to.equal('yesterday (2025-09-30) is PROCESSING, not SUCCESS, after 06:00 UTC')
+        now = new Date('2025-10-02T06:00:00.000Z')
+        const nextDay = await instance.inject({url: '/healthz'})
+        expect(nextDay.statusCode, 'the next day').to.equal(200)
+        expect(nextDay.json().yesterday).to.deep.equal({day: '2025-10-01', status: 'SUCCESS', done: true})
       })
 
       it('is read from the environment as an hour 0..23', () => {
@@ -354,9 +381,6 @@ describe('status page (app.inject against a real database)', () => {
       return {html: response.body, token: token!}
     }
 
-    const post = (instance: FastifyInstance, form: string) =>
-      instance.inject({method: 'POST', url: '/delete', headers: {...AUTHORIZED, 'content-type': 'application/x-www-form-urlencoded'}, payload: form})
-
     it('lists exactly what will go on a confirmation page that changes nothing', async () => {
       await seed()
       const before = await snapshot(db)
@@ -375,7 +399,7 @@ describe('status page (app.inject against a real database)', () => {
       const {token} = await confirmPage(instance, 'date=2025-09-27')
       expect((await post(instance, 'date=2025-09-27')).statusCode).to.equal(403)
       expect((await post(instance, `date=2025-09-27&csrf=${encodeURIComponent(token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')))}`)).statusCode).to.equal(403)
-      const otherKeys = createCsrf({username: 'ops', password: 'another password'}).issue()
+      const otherKeys = createCsrf({username: 'ops', password: 'another password'}).issue(['2025-09-27'])
       expect((await post(instance, `date=2025-09-27&csrf=${encodeURIComponent(otherKeys)}`)).statusCode).to.equal(403)
       expect(await findDay(db, '2025-09-27')).not.to.equal(undefined)
 
@@ -387,9 +411,54 @@ describe('status page (app.inject against a real database)', () => {
       expect(page.body).to.include('Deleted 1 record.')
     })
 
+    it('binds the token to the selection its page listed: no other, no more, no fewer', async () => {
+      await seed()
+      const instance = await app()
+      const one = (await confirmPage(instance, 'date=2025-09-27')).token
+      const two = (await confirmPage(instance, 'date=2025-09-29&date=2025-09-27&date=2025-01-01')).token
+      const attempts = [
+        `date=2025-09-27&date=2025-09-29&csrf=${encodeURIComponent(one)}`, // more than confirmed
+        `date=2025-09-29&csrf=${encodeURIComponent(one)}`, // something else
+        `date=2025-09-26&csrf=${encodeURIComponent(one)}`,
+        `date=2025-09-29&csrf=${encodeURIComponent(two)}`, // less than confirmed
+        `date=2025-09-27&date=2025-09-29&date=2025-01-01&csrf=${encodeURIComponent(two)}`, // plus a day the page did not list
+      ]
+      const before = await snapshot(db)
+      for (const form of attempts) {
+        const response = await post(instance, form)
+        expect(response.statusCode, form).to.equal(403)
+        expect(response.body).to.include('nothing was deleted')
+      }
+
+      expect(await snapshot(db), 'nothing deleted').to.deep.equal(before)
+      // Order and repeats do not change a selection.
+      const done = await post(instance, `date=2025-09-29&date=2025-09-27&date=2025-09-29&csrf=${encodeURIComponent(two)}`)
+      expect(done.headers.location).to.equal('/?deleted=2&kept=0&missing=0')
+      expect(await findDay(db, '2025-09-26'), 'the rest untouched').not.to.equal(undefined)
+    })
+
+    it('checks a token in constant time whatever the selection, and only for its own', () => {
+      const csrf = createCsrf(AUTH)
+      const token = csrf.issue(['2025-09-27', '2025-09-28'])
+      expect(csrf.verify(token, ['2025-09-28', '2025-09-27', '2025-09-27'])).to.equal(true)
+      expect(csrf.verify(token, ['2025-09-27'])).to.equal(false)
+      expect(csrf.verify(token, ['2025-09-27', '2025-09-28', '2025-09-29'])).to.equal(false)
+      expect(csrf.verify(token, [])).to.equal(false)
+      expect(csrf.verify(`${token}x`, ['2025-09-27', '2025-09-28'])).to.equal(false)
+      expect(csrf.verify(undefined, ['2025-09-27'])).to.equal(false)
+      expect(createCsrf(AUTH).verify(token, ['2025-09-27', '2025-09-28']), 'another dyno with the same credentials').to.equal(true)
+    })
+
+    it('refuses year 0 in the posted form with a 400, whatever the token (scenario 18)', async () => {
+      const token = createCsrf(AUTH).issue(['0000-01-01'])
+      const response = await post(await app(), `date=0000-01-01&csrf=${encodeURIComponent(token)}`)
+      expect(response.statusCode).to.equal(400)
+      expect(response.body).to.include('Bad request')
+    })
+
     it('refuses an expired token', async () => {
       await seed()
-      const stale = createCsrf(AUTH, () => Date.now() - 2 * 60 * 60 * 1000).issue()
+      const stale = createCsrf(AUTH, () => Date.now() - 2 * 60 * 60 * 1000).issue(['2025-09-27'])
       const response = await post(await app(), `date=2025-09-27&csrf=${encodeURIComponent(stale)}`)
       expect(response.statusCode).to.equal(403)
       expect(await findDay(db, '2025-09-27')).not.to.equal(undefined)
@@ -406,7 +475,9 @@ describe('status page (app.inject against a real database)', () => {
       const page = await instance.inject({url: kept.headers.location as string, headers: AUTHORIZED})
       expect(page.body).to.include('Kept 1 record still being processed')
 
-      const forced = await post(instance, `date=2025-09-30&force=on&csrf=${encodeURIComponent(token)}`)
+      // Forcing it is a new selection, confirmed on its own page.
+      const again = await confirmPage(instance, 'date=2025-09-30')
+      const forced = await post(instance, `date=2025-09-30&force=on&csrf=${encodeURIComponent(again.token)}`)
       expect(forced.headers.location).to.equal('/?deleted=1&kept=0&missing=0')
       expect(await findDay(db, '2025-09-30')).to.equal(undefined)
     })
@@ -420,10 +491,43 @@ describe('status page (app.inject against a real database)', () => {
       expect(page.body).not.to.include('name="date"')
       expect(page.body).to.include('Read-only')
       expect((await instance.inject({url: '/delete?date=2025-09-27'})).statusCode).to.equal(403)
-      const forged = createCsrf({username: 'x', password: 'y'}).issue()
+      const forged = createCsrf({username: 'x', password: 'y'}).issue(['2025-09-27'])
       const postResponse = await instance.inject({method: 'POST', url: '/delete', headers: {'content-type': 'application/x-www-form-urlencoded'}, payload: `date=2025-09-27&csrf=${forged}`})
       expect(postResponse.statusCode).to.equal(403)
       expect(await findDay(db, '2025-09-27')).not.to.equal(undefined)
+    })
+  })
+
+  describe('Cache-Control', () => {
+    it('is no-store on every dynamic answer: pages, JSON, health, errors, redirects; static files keep theirs', async () => {
+      await seed()
+      const instance = await app()
+      const readOnly = await app({}, null)
+      const confirm = await instance.inject({url: '/delete?date=2025-09-27', headers: AUTHORIZED})
+      const token = /name="csrf" value="([^"]+)"/.exec(confirm.body)![1]
+      const answers = {
+        'the log': await instance.inject({url: '/', headers: AUTHORIZED}),
+        'a day': await instance.inject({url: '/logs/2025-09-27', headers: AUTHORIZED}),
+        'a day without a record (404)': await instance.inject({url: '/logs/2025-01-01', headers: AUTHORIZED}),
+        'the confirmation page, with its token': confirm,
+        'the API': await instance.inject({url: '/api/logs', headers: AUTHORIZED}),
+        'a day in the API': await instance.inject({url: '/api/logs/2025-09-27', headers: AUTHORIZED}),
+        '/healthz': await instance.inject({url: '/healthz'}),
+        'a bad request (400)': await instance.inject({url: '/?page=0', headers: AUTHORIZED}),
+        'a bad API request (400)': await instance.inject({url: '/api/logs?size=-1', headers: AUTHORIZED}),
+        'an unknown route (404)': await instance.inject({url: '/nope', headers: AUTHORIZED}),
+        'no credentials (401)': await instance.inject({url: '/'}),
+        'no credentials for a static file (401)': await instance.inject({url: '/static/app.css'}),
+        'a refused delete (403)': await post(instance, 'date=2025-09-27&csrf=nope'),
+        'the delete, redirecting (303)': await post(instance, `date=2025-09-27&csrf=${encodeURIComponent(token)}`),
+        'the read-only log': await readOnly.inject({url: '/'}),
+        'the read-only delete (403)': await readOnly.inject({url: '/delete?date=2025-09-27'}),
+      }
+      for (const [what, response] of Object.entries(answers)) expect(response.headers['cache-control'], what).to.equal('no-store')
+      expect(answers['the delete, redirecting (303)'].statusCode).to.equal(303)
+      for (const file of ['/static/app.css', '/static/app.js']) {
+        expect((await instance.inject({url: file, headers: AUTHORIZED})).headers['cache-control'], file).to.equal('public, max-age=3600')
+      }
     })
   })
 

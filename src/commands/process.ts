@@ -4,7 +4,7 @@ import {Flags} from '@oclif/core'
 import type {Kysely} from 'kysely'
 
 import {BaseCommand} from '../base-command.js'
-import {DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, type HerokuConfig} from '../lib/config.js'
+import {DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, MAX_STALE_AFTER_MINUTES, type HerokuConfig} from '../lib/config.js'
 import type {Database} from '../lib/db/schema.js'
 import {parseProcessableDay, parseProcessableRange, yesterdayUtc} from '../lib/dates.js'
 import {EXIT, UsageError} from '../lib/errors.js'
@@ -100,6 +100,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       description: 'minutes without a heartbeat after which a PROCESSING record is taken over',
       default: DEFAULT_STALE_AFTER_MINUTES,
       min: 1,
+      max: MAX_STALE_AFTER_MINUTES,
     }),
   }
 

@@ -62,6 +62,12 @@ export const MAX_CATCH_UP_DAYS = 90
 export const DEFAULT_RATE_LIMIT_RESERVE = 500
 /** Heroku's pool per account: RateLimit-Remaining never exceeds it. */
 export const RATE_LIMIT_POOL = 4500
+/**
+ * The longest --stale-after (and STALE_AFTER_MINUTES): a year. A run beats at least every 30 s,
+ * so one silent for a year is dead beyond doubt; and now() minus it stays far inside
+ * PostgreSQL's timestamps, where 99999999999 minutes (190,000 years) is "timestamp out of range".
+ */
+export const MAX_STALE_AFTER_MINUTES = 365 * 24 * 60
 
 export interface Config {
   database: DatabaseConfig
@@ -303,7 +309,7 @@ export function loadWebConfig(env: Env, portFlag?: number): WebConfig {
   }
 
   const port = portFlag ?? readPositiveInteger(env, 'PORT', 65_535) ?? 3000
-  const staleAfterMinutes = readPositiveInteger(env, 'STALE_AFTER_MINUTES', 24 * 60) ?? 15
+  const staleAfterMinutes = readPositiveInteger(env, 'STALE_AFTER_MINUTES', MAX_STALE_AFTER_MINUTES) ?? 15
   const requireYesterdayAfterHour = readInteger(env, 'HEALTH_REQUIRE_YESTERDAY_AFTER', 0, 23)
   return {auth: username && password ? {username, password} : undefined, port, staleAfterMinutes, requireYesterdayAfterHour}
 }

@@ -13,6 +13,15 @@ const DAY_MS = 86_400_000
 const dayToMs = (day: string) => Date.parse(`${day}T00:00:00Z`)
 const msToDay = (ms: number) => new Date(ms).toISOString().slice(0, 10)
 
+/**
+ * The days the tool handles: PostgreSQL's calendar has no year 0 (1 BC is followed by AD 1), and
+ * a YYYY-MM-DD day has a four-digit year. Anything outside is refused where it comes in.
+ */
+export const FIRST_DAY = '0001-01-01'
+export const LAST_DAY = '9999-12-31'
+const FIRST_DAY_MS = dayToMs(FIRST_DAY)
+const LAST_DAY_MS = dayToMs(LAST_DAY)
+
 /** Today's UTC calendar day, as YYYY-MM-DD. */
 export function todayUtc(now: Date = new Date()): string {
   return now.toISOString().slice(0, 10)
@@ -35,7 +44,8 @@ export function isoWeekday(day: string): number {
 
 /** Is `day` a real calendar date written YYYY-MM-DD? */
 export function isCalendarDate(day: string): boolean {
-  return ISO_DAY.test(day) && DateTime.fromISO(day, {zone: 'utc'}).isValid
+  // YYYY-MM-DD strings compare in date order; four digits cannot pass LAST_DAY.
+  return ISO_DAY.test(day) && day >= FIRST_DAY && DateTime.fromISO(day, {zone: 'utc'}).isValid
 }
 
 /**
@@ -49,6 +59,10 @@ export function parseDay(input: string, what = 'date'): string {
   }
 
   const [year, month, dayOfMonth] = day.split('-').map(Number)
+  if (year < 1) {
+    throw new UsageError(`${what} "${input}" is not a real calendar date: there is no year 0`, `write a day from ${FIRST_DAY} to ${LAST_DAY}, e.g. 2025-09-28`)
+  }
+
   if (month < 1 || month > 12) {
     throw new UsageError(`${what} "${input}" is not a real calendar date: there is no month ${month}`, 'write the day as YYYY-MM-DD, e.g. 2025-09-28')
   }
@@ -80,17 +94,26 @@ export function parseProcessableDay(input: string, now: Date = new Date(), what 
   return day
 }
 
-/** The day `n` days after `day` (before, when negative), as YYYY-MM-DD. */
+/**
+ * The day `n` days after `day` (before, when negative), as YYYY-MM-DD. Throws a RangeError for a
+ * day before FIRST_DAY or after LAST_DAY, which would not be YYYY-MM-DD (nor a PostgreSQL date).
+ */
 export function addDays(day: string, n: number): string {
-  return msToDay(dayToMs(day) + n * DAY_MS)
+  const ms = dayToMs(day) + n * DAY_MS
+  if (!(ms >= FIRST_DAY_MS && ms <= LAST_DAY_MS)) throw new RangeError(`addDays(${JSON.stringify(day)}, ${n}) leaves ${FIRST_DAY}..${LAST_DAY}`)
+  return msToDay(ms)
+}
+
+/** Like addDays, but stops at FIRST_DAY or LAST_DAY: for windows that reach back from a day the user gave. */
+export function addDaysClamped(day: string, n: number): string {
+  const ms = Math.min(Math.max(dayToMs(day) + n * DAY_MS, FIRST_DAY_MS), LAST_DAY_MS)
+  return msToDay(ms)
 }
 
 /** Every day from `from` to `to`, both included, oldest first; empty when from > to. */
 export function daysBetween(from: string, to: string): string[] {
-  const days: string[] = []
-  // Calendar arithmetic in UTC, so month ends, year ends and Feb 29 come out right.
-  for (let day = from; day <= to; day = addDays(day, 1)) days.push(day)
-  return days
+  // Counted rather than stepped until past `to`: there is no day after LAST_DAY to step to.
+  return Array.from({length: Math.max(0, dayDiff(from, to) + 1)}, (_, i) => addDays(from, i))
 }
 
 /** The longest range one run accepts: a year, leap day included. */

@@ -18,3 +18,19 @@ export class UsageError extends Error {
     this.name = 'UsageError'
   }
 }
+
+/**
+ * oclif words a bad flag or argument over several lines ("Parsing --limit \n\tExpected an integer
+ * less than or equal to 10000 but received: 99999\nSee more help with --help"); the commands say
+ * it on one: "--limit: Expected an integer … — see --help".
+ */
+export function oneLineParseError(message: string): string {
+  const lines = message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && line !== 'See more help with --help' && !/^The following errors? occurred:$/.test(line))
+  const parsing = /^Parsing (--\S+)$/.exec(lines[0] ?? '')
+  if (parsing && lines.length > 1) lines.splice(0, 2, `${parsing[1]}: ${lines[1]}`)
+  const text = lines.reduce((joined, line) => (joined === '' ? line : `${joined}${joined.endsWith(':') ? ' ' : '; '}${line}`), '')
+  return message.includes('See more help with --help') ? `${text} — see --help` : text
+}

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
+import {MAX_STALE_AFTER_MINUTES} from '../../lib/config.js'
 import {type CleanedDay, cleanupStale} from '../../lib/db/audit-log-repository.js'
 
 export default class DbCleanup extends BaseCommand {
@@ -18,7 +19,7 @@ next process run retries them. Live runs and every other record are left alone.`
   ]
 
   static override flags = {
-    'stale-after': Flags.integer({description: 'minutes without a heartbeat after which a run counts as dead', default: 15, min: 1}),
+    'stale-after': Flags.integer({description: 'minutes without a heartbeat after which a run counts as dead', default: 15, min: 1, max: MAX_STALE_AFTER_MINUTES}),
   }
 
   public async run(): Promise<{cleaned: CleanedDay[]}> {

@@ -3,6 +3,7 @@ import {createInterface} from 'node:readline/promises'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
+import {MAX_STALE_AFTER_MINUTES} from '../../lib/config.js'
 import {resetDay} from '../../lib/db/audit-log-repository.js'
 import {parseDay} from '../../lib/dates.js'
 import {EXIT, UsageError} from '../../lib/errors.js'
@@ -25,7 +26,7 @@ A PROCESSING record whose run is alive is refused unless --force; that run will 
   static override flags = {
     confirm: Flags.string({description: 'the same date again, to confirm without a prompt', helpValue: 'YYYY-MM-DD'}),
     force: Flags.boolean({description: 'also delete a PROCESSING record whose run is alive'}),
-    'stale-after': Flags.integer({description: 'minutes without a heartbeat after which a run counts as dead', default: 15, min: 1}),
+    'stale-after': Flags.integer({description: 'minutes without a heartbeat after which a run counts as dead', default: 15, min: 1, max: MAX_STALE_AFTER_MINUTES}),
   }
 
   public async run(): Promise<{removed: boolean}> {

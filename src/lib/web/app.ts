@@ -103,6 +103,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   })
 
+  // Every dynamic answer (pages, JSON, health, errors, redirects) is for this moment and this user;
+  // the confirmation page even holds a delete token. Nothing may keep it. Static files set their own.
+  app.addHook('onSend', async (_request, reply) => {
+    if (!reply.hasHeader('cache-control')) reply.header('Cache-Control', 'no-store')
+  })
+
   if (deps.config.auth) {
     const credentials = deps.config.auth
     app.addHook('onRequest', async (request, reply) => {

@@ -82,7 +82,8 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
       records,
       anyProcessing: records.some((r) => r.status === 'PROCESSING'),
       missing: days.filter((day) => !rows.some((row) => row.process_date === day)),
-      csrf: context.csrf!.issue(),
+      // For exactly the records listed: the form posts those dates, and the token deletes no others.
+      csrf: context.csrf!.issue(records.map((record) => record.date)),
     })
   })
 
@@ -100,11 +101,11 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
     },
     async (request, reply) => {
       if (readOnly) throw readOnlyError()
-      if (!context.csrf!.verify(request.body.csrf)) {
-        throw new HttpError(403, 'The form has expired or did not come from this page: nothing was deleted. Select the records again.')
+      const days = [...new Set(request.body.date)]
+      if (!context.csrf!.verify(request.body.csrf, days)) {
+        throw new HttpError(403, 'The form has expired, did not come from this page, or asks to delete other records than it listed: nothing was deleted. Select the records again.')
       }
 
-      const days = [...new Set(request.body.date)]
       for (const day of days) assertCalendarDate(day, 'date')
       let outcome
       try {

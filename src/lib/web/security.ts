@@ -29,26 +29,34 @@ export function checkBasicAuth(header: string | undefined, expected: Credentials
 
 const CSRF_LIFETIME_MS = 60 * 60 * 1000
 
+/** The selection as the token signs it: order and repeats do not change what is deleted. */
+const selectionText = (dates: readonly string[]) => [...new Set(dates)].sort().join(',')
+
 /**
- * Stateless CSRF tokens: issued-at time plus an HMAC keyed by the credentials. Basic auth alone
+ * Stateless CSRF tokens for the delete form: issued-at time plus an HMAC, keyed by the
+ * credentials, over that time and the selection the confirmation page showed. Basic auth alone
  * does not stop a forged cross-site POST (the browser resends the credentials); a token only our
- * own confirmation page can show does. Keyed by the credentials, so every web dyno accepts it.
+ * own confirmation page can show does, and it deletes exactly what that page listed, nothing
+ * more or else. Keyed by the credentials, so every web dyno accepts it.
  */
 export function createCsrf(credentials: Credentials, now: () => number = Date.now) {
   const key = createHash('sha256').update(`audit-logger csrf\0${credentials.username}\0${credentials.password}`).digest()
-  const sign = (issuedAt: string) => createHmac('sha256', key).update(`delete\0${issuedAt}`).digest('base64url')
+  const sign = (issuedAt: string, dates: readonly string[]) =>
+    createHmac('sha256', key).update(`delete\0${issuedAt}\0${selectionText(dates)}`).digest('base64url')
   return {
-    issue(): string {
+    /** A token for deleting exactly `dates` (in any order), for the next hour. */
+    issue(dates: readonly string[]): string {
       const issuedAt = String(now())
-      return `${issuedAt}.${sign(issuedAt)}`
+      return `${issuedAt}.${sign(issuedAt, dates)}`
     },
-    verify(token: unknown): boolean {
+    /** Is `token` ours, under an hour old, and issued for exactly the selection `dates`? */
+    verify(token: unknown, dates: readonly string[]): boolean {
       if (typeof token !== 'string') return false
       const match = /^(\d{1,16})\.([A-Za-z0-9_-]{43})$/.exec(token)
       if (!match) return false
       const age = now() - Number(match[1])
       if (age < 0 || age > CSRF_LIFETIME_MS) return false
-      return timingSafeEqual(Buffer.from(match[2]), Buffer.from(sign(match[1])))
+      return timingSafeEqual(Buffer.from(match[2]), Buffer.from(sign(match[1], dates)))
     },
   }
 }

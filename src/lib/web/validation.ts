@@ -1,4 +1,4 @@
-import {isCalendarDate} from '../dates.js'
+import {FIRST_DAY, LAST_DAY, isCalendarDate} from '../dates.js'
 import type {LogFilter} from '../db/log-queries.js'
 import {STATUSES} from '../db/schema.js'
 import {HttpError} from './http-error.js'
@@ -34,9 +34,9 @@ export interface LogQuery {
   missing?: number
 }
 
-/** A JSON schema can check the shape of a date, not that February has no 30th. */
+/** A JSON schema can check the shape of a date, not that February has no 30th, nor that there is no year 0. */
 export function assertCalendarDate(day: string, what: string): void {
-  if (!isCalendarDate(day)) throw new HttpError(400, `Bad request: ${what} ${day} is not a real calendar date.`)
+  if (!isCalendarDate(day)) throw new HttpError(400, `Bad request: ${what} ${day} is not a real calendar date from ${FIRST_DAY} to ${LAST_DAY}.`)
 }
 
 export function filterFromQuery(query: LogQuery): LogFilter {
