@@ -7,8 +7,9 @@ import {describeDbError, type OpenedDatabase, openDatabase} from './lib/db/conne
 import {migrateToLatest} from './lib/db/migrate.js'
 import type {Database} from './lib/db/schema.js'
 import {EXIT, UsageError, oneLineParseError} from './lib/errors.js'
-import {createLogger} from './lib/logger.js'
+import {MAX_LOG_MESSAGE, createLogger} from './lib/logger.js'
 import {safeErrorMessage} from './lib/secrets.js'
+import {oneLine} from './lib/text.js'
 
 /**
  * The cross-cutting parts every command shares: configuration read once, a lazily opened
@@ -90,7 +91,8 @@ export abstract class BaseCommand extends Command {
       if (!(error instanceof Errors.CLIError)) this.logger.debug(`stack: ${error.stack ?? ''}`)
     }
 
-    this.logToStderr(`Error: ${safeErrorMessage(line)}`)
+    // One line, whatever the message quotes (a server's answer, a stored value, oclif's own multi-line errors).
+    this.logToStderr(`Error: ${oneLine(safeErrorMessage(line), MAX_LOG_MESSAGE)}`)
     this.exit(exit)
   }
 

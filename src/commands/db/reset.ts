@@ -7,6 +7,7 @@ import {MAX_STALE_AFTER_MINUTES} from '../../lib/config.js'
 import {resetDay} from '../../lib/db/audit-log-repository.js'
 import {parseDay} from '../../lib/dates.js'
 import {EXIT, UsageError} from '../../lib/errors.js'
+import {escapeControls} from '../../lib/text.js'
 
 export default class DbReset extends BaseCommand {
   static override summary = "delete one day's record so that day can be processed again"
@@ -50,7 +51,7 @@ A PROCESSING record whose run is alive is refused unless --force; that run will 
       })
     }
 
-    this.log(`Removed the record of ${day} (${row.status}, ${row.events_count ?? 0} events, ${row.attempts} attempt(s)).`)
+    this.log(`Removed the record of ${day} (${escapeControls(row.status)}, ${row.events_count ?? 0} events, ${row.attempts} attempt(s)).`)
     this.log(`Run \`audit-logger process --date ${day}\` to fetch it again.`)
     return {removed: true}
   }

@@ -1,17 +1,24 @@
 import {isUtf8} from 'node:buffer'
 
 import type {AuditEvent} from '../heroku/types.js'
+import {escapeControls} from '../text.js'
 import {jsonArrayElements} from './json-elements.js'
 
 export const OUTPUT_FORMATS = ['text', 'json'] as const
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number]
 
-const PLAIN = /^[^\s"=]+$/
+// A backslash makes a value quoted too, so that in a line `\x1B` is always an escape, never text.
+const PLAIN = /^[^\s"=\\]+$/
 
-/** A value for a key=value line: bare when it is one plain word, JSON-quoted otherwise. */
+/**
+ * A value for a key=value line: bare when it is one plain word, JSON-quoted otherwise. Event
+ * fields come from outside, so no control character reaches the terminal: a value holding one
+ * is quoted, and what JSON leaves raw (DEL, C1 controls, U+2028, bidi overrides) is escaped
+ * visibly too.
+ */
 function textValue(value: unknown): string {
   const text = value === undefined || value === null ? '' : String(value)
-  return PLAIN.test(text) ? text : JSON.stringify(text)
+  return PLAIN.test(text) && escapeControls(text) === text ? text : escapeControls(JSON.stringify(text))
 }
 
 /** The text line of one event, without its newline. */

@@ -1,4 +1,5 @@
 import type {Logger} from '../logger.js'
+import {oneLine} from '../text.js'
 import type {RangeDayResult} from './run-range.js'
 
 /**
@@ -79,7 +80,8 @@ export function renderDayLine(result: RangeDayResult, index: number, total: numb
     return `${position} ${result.day} ${label}: ${result.events} events in ${result.pages} page${result.pages === 1 ? '' : 's'}, ${seconds} s${remaining}`
   }
 
-  return `${position} ${result.day} ${label}${result.message ? `: ${result.message}` : ''}`
+  // The message may quote a server or a stored record: one line, controls escaped, bounded.
+  return `${position} ${result.day} ${label}${result.message ? `: ${oneLine(result.message, 500)}` : ''}`
 }
 
 function counters() {

@@ -217,7 +217,7 @@ export function renderRangeSummary(result: RangeResult, options: {rerun: string}
   } else if (stopped?.reason === 'output') {
     lines.push(`Stopped: stdout was closed by its reader, so ${stopped.daysLeft} day(s) were not started. Run again with stdout read to the end: ${options.rerun}`)
   } else if (stopped?.reason === 'database') {
-    lines.push(`Stopped: the database cannot be reached (${stopped.message}), so ${stopped.daysLeft} day(s) were not started. Run again once it is back: ${options.rerun}`)
+    lines.push(`Stopped: the database cannot be reached (${oneLine(stopped.message, 300)}), so ${stopped.daysLeft} day(s) were not started. Run again once it is back: ${options.rerun}`)
   }
 
   return `${redact(lines.join('\n'))}\n`

@@ -7,7 +7,7 @@ import type {AuditLogRow, Database} from '../db/schema.js'
 import {shortDigest} from './events-digest.js'
 import {findMissingDays} from './gaps.js'
 import {catchUpWindow} from './plan.js'
-import {oneLine, renderTable} from '../text.js'
+import {escapeControls, oneLine, renderTable} from '../text.js'
 
 export interface StatusRecord {
   date: string
@@ -101,9 +101,10 @@ export function renderStatusTable(report: StatusReport): string {
   } else {
     lines.push(`Latest ${report.records.length} of ${report.total} records:`)
     const header = ['DATE', 'STATUS', 'EVENTS', 'ATTEMPTS', 'DURATION', 'DIGEST', 'ERROR']
+    // Every stored text is shown escaped: another tool (or an older version) may have written anything.
     const rows = report.records.map((r) => [
       r.date,
-      r.status,
+      escapeControls(r.status),
       String(r.events),
       String(r.attempts),
       r.durationSeconds === null ? '-' : `${r.durationSeconds.toFixed(1)} s`,
@@ -113,7 +114,7 @@ export function renderStatusTable(report: StatusReport): string {
     lines.push(...renderTable(header, rows, new Set([2, 3, 4])))
   }
 
-  const counts = Object.entries(report.counts).map(([status, n]) => `${status} ${n}`)
+  const counts = Object.entries(report.counts).map(([status, n]) => `${escapeControls(status)} ${n}`)
   lines.push('', `Counts: ${counts.length > 0 ? counts.join(', ') : 'none'}`)
   const {window, missing} = report
   lines.push(
