@@ -1,5 +1,7 @@
 import {type Kysely, sql} from 'kysely'
 
+import {redact} from '../secrets.js'
+import {oneLine} from '../text.js'
 import type {AuditLogRow, Database, ProcessStatus} from './schema.js'
 
 /*
@@ -86,13 +88,25 @@ export interface FinishRequest {
   eventsDigest?: string | null
 }
 
+/** The most characters an error_message holds: a few lines' worth, far above any message of ours. */
+export const MAX_ERROR_MESSAGE = 2000
+
+/**
+ * What error_message may hold, whoever writes it: no secret, one line with every control character
+ * escaped visibly (db status, the status page and the old tool's readers print it), and bounded.
+ */
+export function storableErrorMessage(message: string | null): string | null {
+  return message === null ? null : oneLine(redact(message), MAX_ERROR_MESSAGE)
+}
+
 /**
  * The fenced finish: counts only while the claim token still matches. False = claim lost.
  * Idempotent: tried again after its connection was lost (it may have committed), it finds its own
  * row already in `status` and counts it; a row cleaned up into another status meanwhile does not.
  */
 export async function finishDay(db: Kysely<Database>, request: FinishRequest): Promise<boolean> {
-  const {day, token, status, eventsCount, errorMessage} = request
+  const {day, token, status, eventsCount} = request
+  const errorMessage = storableErrorMessage(request.errorMessage)
   const eventsDigest = request.eventsDigest ?? null
   const result = await sql`
     UPDATE audit_events_log
@@ -172,6 +186,7 @@ export interface CleanedDay {
  * naming its last heartbeat. One statement: two cleanups at once change each row once.
  */
 export async function cleanupStale(db: Kysely<Database>, staleAfterMinutes: number): Promise<CleanedDay[]> {
+  // The reason is built here from a timestamp and a number only: nothing from outside to sanitize.
   // The last sign is read before the update: RETURNING would see the new updated_at. FOR UPDATE
   // makes a concurrent cleanup wait and then re-check the row, which is no longer PROCESSING.
   const result = await sql<{process_date: string; last_sign: Date | null}>`
