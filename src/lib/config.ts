@@ -4,7 +4,7 @@ import {parseEnv} from 'node:util'
 
 import {defaultDataDir} from './db/data-dir.js'
 import {UsageError} from './errors.js'
-import {registerSecret} from './secrets.js'
+import {registerSecret, registerUrlPassword} from './secrets.js'
 
 export type Env = Record<string, string | undefined>
 
@@ -129,6 +129,8 @@ function readDatabase(env: Env): DatabaseConfig {
     return {kind: 'embedded', dataDir: defaultDataDir(env)}
   }
 
+  // Before parsing: a password the parser mis-splits must be masked wherever a piece of it shows up.
+  registerUrlPassword(url)
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -137,6 +139,8 @@ function readDatabase(env: Env): DatabaseConfig {
   }
 
   registerSecret(decodeURIComponent(parsed.password))
+  // pg also takes the password from the query string.
+  registerSecret(parsed.searchParams.get('password'))
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
     throw new UsageError(
       `DATABASE_URL must start with postgres:// or postgresql:// (it starts with ${parsed.protocol}//)`,
@@ -182,6 +186,13 @@ function readHeroku(env: Env): HerokuConfig {
   }
 
   const apiUrl = read(env, 'HEROKU_API_URL') ?? DEFAULT_HEROKU_API_URL
+  // Credentials in the URL would go to whatever host it names, and fetch refuses them only once a
+  // day is claimed. Any @ counts (a password may hold a / that ends the authority early), and the
+  // URL is not quoted, so they are not printed either.
+  if (apiUrl.includes('@')) {
+    throw new UsageError('HEROKU_API_URL must not hold a user name or password (user:password@host)', 'remove them: the API token goes in HEROKU_API_TOKEN')
+  }
+
   let parsedApiUrl: URL
   try {
     parsedApiUrl = new URL(apiUrl)

@@ -3,7 +3,7 @@ import pg from 'pg'
 
 import type {DatabaseConfig, PostgresDatabaseConfig} from '../config.js'
 import {UsageError} from '../errors.js'
-import {redact} from '../secrets.js'
+import {redact, withoutUserinfo} from '../secrets.js'
 import type {Database} from './schema.js'
 
 const OID = {int8: 20, date: 1082, timestamp: 1114} as const
@@ -79,11 +79,32 @@ export function withoutSslParams(url: string): string {
   return parsed.toString()
 }
 
-/** host:port/database for messages; never the user's password. */
+/**
+ * host:port/database for messages; never the user or the password. Read from what follows the
+ * URL's last @, not from the parsed URL: a password holding an unencoded / ? or # ends the
+ * parser's user:password part early, and the rest of it would show as the host, port or path.
+ */
 export function describeDatabase(config: PostgresTarget): string {
-  const url = new URL(config.url)
+  let url: URL
+  try {
+    url = new URL(withoutUserinfo(config.url))
+  } catch {
+    return 'the server named in DATABASE_URL'
+  }
+
   const host = url.searchParams.get('host') ?? (hostOf(url) || 'localhost')
   return `${host}${url.port ? `:${url.port}` : ''}${url.pathname}`
+}
+
+/**
+ * Does the URL's user:password part (up to its last @) hold a / ? or #, which every URL parser
+ * (WHATWG's, pg's, libpq's) takes as the end of the authority? Then the connection went to the
+ * wrong place, and the fix is to percent-encode them.
+ */
+export function looksMisSplit(url: string): boolean {
+  const start = url.indexOf('//')
+  const at = url.lastIndexOf('@')
+  return start >= 0 && at > start && /[/?#]/.test(url.slice(start + 2, at))
 }
 
 export interface CreateDbOptions {
@@ -163,7 +184,10 @@ export async function connectDb(config: PostgresTarget, options: CreateDbOptions
     return db
   } catch (error) {
     await db.destroy().catch(() => {})
-    throw new UsageError(describeDbError(error, config), 'check DATABASE_URL and that the database server is running')
+    const hint = looksMisSplit(config.url)
+      ? 'if the password in DATABASE_URL holds a /, ? or #, percent-encode it (%2F, %3F, %23): unencoded, it ends the user:password part early; and check that the database server is running'
+      : 'check DATABASE_URL and that the database server is running'
+    throw new UsageError(describeDbError(error, config), hint)
   }
 }
 
