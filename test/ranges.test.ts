@@ -4,7 +4,7 @@
  */
 import {existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {basename, join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 
 import {expect} from 'chai'
@@ -186,7 +186,8 @@ describe('the day file', () => {
     const file = await openDayFile(dir, '2025-09-28')
     await file.write('{"id":"a"}\n')
     await file.write('{"id":"b"}\n')
-    expect(readdirSync(dir)).to.deep.equal([`.2025-09-28.ndjson.gz.tmp-${process.pid}`])
+    expect(readdirSync(dir)).to.deep.equal([basename(file.tempPath)])
+    expect(basename(file.tempPath)).to.match(new RegExp(`^\\.2025-09-28\\.ndjson\\.gz\\.tmp-${process.pid}-[0-9a-f]{16}$`))
     await file.commit()
     expect(readdirSync(dir)).to.deep.equal(['2025-09-28.ndjson.gz'])
     expect(gunzipSync(readFileSync(dayFilePath(dir, '2025-09-28'))).toString()).to.equal('{"id":"a"}\n{"id":"b"}\n')
@@ -197,7 +198,7 @@ describe('the day file', () => {
     writeFileSync(join(dir, '.2025-09-29.ndjson.gz.tmp-999999'), 'another day, another run')
     writeFileSync(join(dir, '2025-09-27.ndjson.gz'), 'a finished day')
     const file = await openDayFile(dir, '2025-09-28')
-    expect(readdirSync(dir).toSorted()).to.deep.equal([`.2025-09-28.ndjson.gz.tmp-${process.pid}`, '.2025-09-29.ndjson.gz.tmp-999999', '2025-09-27.ndjson.gz'])
+    expect(readdirSync(dir).toSorted()).to.deep.equal([basename(file.tempPath), '.2025-09-29.ndjson.gz.tmp-999999', '2025-09-27.ndjson.gz'].toSorted())
     await file.discard()
   })
 

@@ -1,4 +1,4 @@
-import {access, constants, mkdir} from 'node:fs/promises'
+import {access, constants} from 'node:fs/promises'
 
 import {Flags} from '@oclif/core'
 import type {Kysely} from 'kysely'
@@ -10,6 +10,7 @@ import {parseProcessableDay, parseProcessableRange, yesterdayUtc} from '../lib/d
 import {EXIT, UsageError} from '../lib/errors.js'
 import {type AuditClient, DEFAULTS as CLIENT_DEFAULTS, createAuditClient} from '../lib/heroku/client.js'
 import type {Logger} from '../lib/logger.js'
+import {ensureDirectory} from '../lib/output/day-file.js'
 import {OUTPUT_FORMATS, type OutputFormat} from '../lib/output/format-event.js'
 import {dayReportLine} from '../lib/processing/day-report.js'
 import {type Plan, type PlanMode, catchUpWindow, planDays, renderPlan} from '../lib/processing/plan.js'
@@ -192,7 +193,8 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
   /** An output directory that cannot be written is a usage error, found before any day is claimed. */
   private async checkOutputDir(dir: string): Promise<void> {
     try {
-      await mkdir(dir, {recursive: true})
+      // Level by level, never mkdir's recursive mode, which loops forever under /proc.
+      await ensureDirectory(dir)
       await access(dir, constants.W_OK)
     } catch (error) {
       throw new UsageError(`cannot write to the output directory ${dir}: ${(error as NodeJS.ErrnoException).code ?? safeErrorMessage(error)}`, 'check --output-dir (or OUTPUT_DIR) and its permissions')
