@@ -175,7 +175,7 @@ describe('other lines on stderr', () => {
         stopped: {reason: 'database', daysLeft: 1, message: `connection lost ${HOSTILE}\nFORGED`},
         exitCode: 1,
       },
-      {rerun: 'audit-logger process --from 2025-06-07 --to 2025-06-07'},
+      {rerun: `audit-logger process --from 2025-06-07 --to 2025-06-07 --output-dir '/tmp/x\u001B[2J'`},
     )
     expectControlFree(summary, 'the range summary')
     expect(summary).to.match(/Stopped: the database cannot be reached \(connection lost \\x1B]0;pwned.* FORGED\)/)

@@ -5,7 +5,7 @@ import type {AuditClient} from '../heroku/client.js'
 import type {Logger} from '../logger.js'
 import type {OutputFormat} from '../output/format-event.js'
 import {redact, safeErrorMessage} from '../secrets.js'
-import {oneLine, renderTable} from '../text.js'
+import {escapeControls, oneLine, renderTable} from '../text.js'
 import {isDatabaseUnreachable, retryOnLostConnection} from './database-failure.js'
 import {type DayOutcome, type DayResult, exitCodeFor, processDay} from './process-day.js'
 import {type Progress, outcomeLabel} from './progress.js'
@@ -220,5 +220,6 @@ export function renderRangeSummary(result: RangeResult, options: {rerun: string}
     lines.push(`Stopped: the database cannot be reached (${oneLine(stopped.message, 300)}), so ${stopped.daysLeft} day(s) were not started. Run again once it is back: ${options.rerun}`)
   }
 
-  return `${redact(lines.join('\n'))}\n`
+  // Masked first, then each line escaped: the rerun hint quotes flags as typed (an --output-dir may hold anything).
+  return `${redact(lines.join('\n')).split('\n').map((line) => escapeControls(line)).join('\n')}\n`
 }
