@@ -23,6 +23,15 @@ describe('configuration', () => {
     expect(config.heroku?.filters).to.deep.equal({type: 'app', action: 'create', actorEmail: 'a@example.com'})
   })
 
+  it('keeps every event by default for 365 days; EVENT_STORE=off and EVENT_RETENTION_DAYS change that, and bad values are one line', () => {
+    expect(loadConfig(base).store).to.deep.equal({enabled: true, retentionDays: 365})
+    expect(loadConfig({...base, EVENT_STORE: 'OFF', EVENT_RETENTION_DAYS: '30'}).store).to.deep.equal({enabled: false, retentionDays: 30})
+    expect(usageErrorOf(() => loadConfig({...base, EVENT_STORE: 'maybe'})).message).to.equal('EVENT_STORE must be on or off (got "maybe")')
+    for (const days of ['0', '3651', '1.5', 'a year']) {
+      expect(usageErrorOf(() => loadConfig({...base, EVENT_RETENTION_DAYS: days})).message).to.equal(`EVENT_RETENTION_DAYS "${days}" is not a whole number from 1 to 3650`)
+    }
+  })
+
   it('accepts HEROKU_ACCOUNT_ID_OR_NAME as an alias, and a UUID', () => {
     const {HEROKU_ACCOUNT_ID: _, ...rest} = base
     const uuid = '3f0e5b6e-1c2d-4e5f-8a9b-0c1d2e3f4a5b'

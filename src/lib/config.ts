@@ -69,8 +69,20 @@ export const RATE_LIMIT_POOL = 4500
  */
 export const MAX_STALE_AFTER_MINUTES = 365 * 24 * 60
 
+/** The event store (audit_events): whether `process` keeps events, and for how long. */
+export interface StoreConfig {
+  /** EVENT_STORE: on (default) or off. */
+  enabled: boolean
+  /** EVENT_RETENTION_DAYS: events of days older than this many days are removed (the records stay). */
+  retentionDays: number
+}
+
+export const DEFAULT_RETENTION_DAYS = 365
+export const MAX_RETENTION_DAYS = 3650
+
 export interface Config {
   database: DatabaseConfig
+  store: StoreConfig
   /** Present only when the command needs the API (see loadConfig's `needsHeroku`). */
   heroku?: HerokuConfig
   /** Present only with `needsHeroku`, as only `process` uses it. */
@@ -293,7 +305,13 @@ export function loadConfig(env: Env, options: {needsHeroku?: boolean} = {}): Con
   registerSecret(read(env, 'HEROKU_API_TOKEN'))
   const heroku = options.needsHeroku ? readHeroku(env) : undefined
   const processing = options.needsHeroku ? readProcessing(env) : undefined
-  return {database: readDatabase(env), heroku, processing, logLevel}
+  return {database: readDatabase(env), store: readStore(env), heroku, processing, logLevel}
+}
+
+function readStore(env: Env): StoreConfig {
+  const value = (read(env, 'EVENT_STORE') ?? 'on').toLowerCase()
+  if (!['on', 'off'].includes(value)) throw new UsageError(`EVENT_STORE must be on or off (got "${value}")`, 'unset it to keep every event (on)')
+  return {enabled: value === 'on', retentionDays: readInteger(env, 'EVENT_RETENTION_DAYS', 1, MAX_RETENTION_DAYS) ?? DEFAULT_RETENTION_DAYS}
 }
 
 export interface WebConfig {

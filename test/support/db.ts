@@ -246,9 +246,9 @@ export function openTestDb(url?: string): Kysely<Database> {
   return handleOn(embeddedOpen)
 }
 
-/** Empties the table between tests. */
+/** Empties the processing record and the event store between tests. */
 export async function clearLog(db: Kysely<Database>): Promise<void> {
-  await sql`TRUNCATE audit_events_log RESTART IDENTITY`.execute(db)
+  await sql`TRUNCATE audit_events_log, audit_events RESTART IDENTITY`.execute(db)
 }
 
 /** Inserts a record as a test fixture; times are offsets in seconds from the database's now(). */

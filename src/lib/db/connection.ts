@@ -4,6 +4,7 @@ import pg from 'pg'
 import type {DatabaseConfig, PostgresDatabaseConfig} from '../config.js'
 import {UsageError} from '../errors.js'
 import {redact, withoutUserinfo} from '../secrets.js'
+import {registerPool} from './event-store.js'
 import type {Database} from './schema.js'
 
 const OID = {int8: 20, date: 1082, timestamp: 1114} as const
@@ -133,7 +134,9 @@ export function createDb(config: PostgresTarget, options: CreateDbOptions = {}):
   // query in flight is rejected with the same error and reported by whoever ran it; the pool then
   // drops the dead client on release. So this listener only has to exist.
   pool.on('connect', (client) => client.on('error', ignoreInUseError))
-  return new Kysely<Database>({dialect: new PostgresDialect({pool})})
+  const db = new Kysely<Database>({dialect: new PostgresDialect({pool})})
+  registerPool(db, pool)
+  return db
 }
 
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'])

@@ -28,9 +28,37 @@ export interface AuditEventsLogTable {
   events_digest: string | null
 }
 
+/**
+ * `audit_events`: the event store, one row per collected event, partitioned by month of `day`
+ * (see the 2025-10-05 migration and event-store.ts).
+ */
+export interface AuditEventsTable {
+  /** The collection day the API served the event for, YYYY-MM-DD. */
+  day: string
+  id: string
+  /** The event exactly as the API sent it: its JSON text. */
+  event_json: string
+  created_at: Date
+  type: string
+  action: string
+  actor_email: string | null
+  actor_id: string | null
+  app_name: string | null
+  app_id: string | null
+  owner_email: string | null
+  team_name: string | null
+  ip_address: string | null
+  /** The enterprise account's name, or its id when the event names none. */
+  account: string | null
+  collected_at: ColumnType<Date, never, never>
+}
+
 export interface Database {
   audit_events_log: AuditEventsLogTable
+  audit_events: AuditEventsTable
 }
+
+export type StoredEventRow = Selectable<AuditEventsTable>
 
 export type AuditLogRow = Selectable<AuditEventsLogTable>
 export type NewAuditLogRow = Insertable<AuditEventsLogTable>

@@ -1,0 +1,258 @@
+import {isUtf8} from 'node:buffer'
+import {once} from 'node:events'
+
+import {Kysely, PostgresDialect, sql} from 'kysely'
+import type pg from 'pg'
+import {from as copyFrom} from 'pg-copy-streams'
+
+import type {AuditEvent} from '../heroku/types.js'
+import {jsonArrayElements} from '../output/json-elements.js'
+import type {Database} from './schema.js'
+
+/*
+ * The event store (table audit_events, 2025-10-05 migration): writing a day's events in bulk
+ * inside the day's own transaction, and the month partitions they go to.
+ */
+
+/** An event as it is stored: its JSON text as the API sent it, and the columns searches use. */
+export interface EventRecord {
+  day: string
+  id: string
+  json: string
+  createdAt: string
+  type: string
+  action: string
+  actorEmail: string | null
+  actorId: string | null
+  appName: string | null
+  appId: string | null
+  ownerEmail: string | null
+  teamName: string | null
+  ipAddress: string | null
+  account: string | null
+}
+
+/** An event the store cannot keep: the day fails, naming it, and nothing of it is stored. */
+export class UnstorableEvent extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'UnstorableEvent'
+  }
+}
+
+/**
+ * Longest value kept in a search column. An index entry must stay far below PostgreSQL's limit
+ * (about 2,700 bytes); real emails, app names and addresses are much shorter. The whole value is
+ * always in the stored JSON.
+ */
+export const MAX_COLUMN_CHARS = 256
+
+/** A search column's value: a string, without NUL (text cannot hold it), cut to MAX_COLUMN_CHARS. */
+function column(value: unknown): string | null {
+  if (typeof value !== 'string' && typeof value !== 'number') return null
+  const text = String(value).replaceAll('\u0000', '')
+  return text.length > MAX_COLUMN_CHARS ? text.slice(0, MAX_COLUMN_CHARS) : text
+}
+
+function field(object: unknown, name: string): unknown {
+  return typeof object === 'object' && object !== null ? (object as Record<string, unknown>)[name] : undefined
+}
+
+/** Earliest and latest instants PostgreSQL's timestamptz and JavaScript's Date both hold. */
+const EARLIEST = Date.UTC(1, 0, 1)
+const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+
+/**
+ * The record of one event of `day`. Throws UnstorableEvent for an event without an id or a
+ * created_at that is a real time: it could be neither found nor ordered.
+ */
+export function eventRecord(day: string, event: AuditEvent, json: string, position: number): EventRecord {
+  const where = `event ${position} of ${day}`
+  if (typeof event.id !== 'string' || event.id === '' || event.id.includes('\u0000') || event.id.length > MAX_COLUMN_CHARS) {
+    throw new UnstorableEvent(`${where} has no usable id (a non-empty string of at most ${MAX_COLUMN_CHARS} characters): nothing of the day is stored`)
+  }
+
+  const created = typeof event.created_at === 'string' ? Date.parse(event.created_at) : Number.NaN
+  if (Number.isNaN(created) || created < EARLIEST || created > LATEST) {
+    throw new UnstorableEvent(`${where} (id ${event.id}) has no created_at that is a real time: nothing of the day is stored`)
+  }
+
+  const account = field(event.enterprise_account, 'name') ?? field(event.enterprise_account, 'id')
+  return {
+    day,
+    id: event.id,
+    json,
+    createdAt: new Date(created).toISOString(),
+    type: column(event.type) ?? '',
+    action: column(event.action) ?? '',
+    actorEmail: column(field(event.actor, 'email')),
+    actorId: column(field(event.actor, 'id')),
+    appName: column(field(event.app, 'name')),
+    appId: column(field(event.app, 'id')),
+    ownerEmail: column(field(event.owner, 'email')),
+    teamName: column(field(event.team, 'name')),
+    ipAddress: column(field(event.request, 'ip_address')),
+    account: column(account),
+  }
+}
+
+/**
+ * Each event's JSON text as the API sent it, cut from the page's bytes; JSON.stringify of the
+ * parsed event where the bytes cannot be used (not UTF-8, or not matching the parsed events).
+ */
+export function eventTexts(events: readonly AuditEvent[], body?: Uint8Array): string[] {
+  if (body && isUtf8(body)) {
+    const spans = jsonArrayElements(body)
+    if (spans && spans.length === events.length * 2) {
+      const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+      return events.map((_, k) => text.toString('utf8', spans[2 * k], spans[2 * k + 1]))
+    }
+  }
+
+  return events.map((event) => JSON.stringify(event))
+}
+
+const COLUMNS = ['day', 'id', 'event_json', 'created_at', 'type', 'action', 'actor_email', 'actor_id', 'app_name', 'app_id', 'owner_email', 'team_name', 'ip_address', 'account'] as const
+
+function values(record: EventRecord): Array<string | null> {
+  return [
+    record.day,
+    record.id,
+    record.json,
+    record.createdAt,
+    record.type,
+    record.action,
+    record.actorEmail,
+    record.actorId,
+    record.appName,
+    record.appId,
+    record.ownerEmail,
+    record.teamName,
+    record.ipAddress,
+    record.account,
+  ]
+}
+
+const COPY_ESCAPES: Record<string, string> = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
+
+/** One value in COPY's text format: \N for NULL; backslash, tab, newline and CR escaped. */
+function copyValue(value: string | null): string {
+  if (value === null) return '\\N'
+  return /[\\\t\n\r]/.test(value) ? value.replaceAll(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]) : value
+}
+
+/** Rows in COPY's text format, one line each. */
+export function copyText(records: readonly EventRecord[]): string {
+  let text = ''
+  for (const record of records) text += `${values(record).map((value) => copyValue(value)).join('\t')}\n`
+  return text
+}
+
+/** Appends records to audit_events, within the transaction it was handed with. */
+export type AppendEvents = (records: readonly EventRecord[]) => Promise<void>
+
+export interface EventStore {
+  /**
+   * Runs `work` in one transaction on a connection of its own, handing it the transaction and a
+   * bulk loader into audit_events (COPY on PostgreSQL). Committed when `work` resolves, rolled
+   * back when it throws: a day's events are stored together with its record, or not at all.
+   */
+  transaction<T>(work: (trx: Kysely<Database>, append: AppendEvents) => Promise<T>): Promise<T>
+}
+
+/** The pools behind the PostgreSQL databases createDb made, so their store can COPY on a client of its own. */
+const pools = new WeakMap<Kysely<Database>, pg.Pool>()
+
+export function registerPool(db: Kysely<Database>, pool: pg.Pool): void {
+  pools.set(db, pool)
+}
+
+/** The store of `db`: COPY on PostgreSQL, a multi-row INSERT per call on the embedded engine. */
+export function eventStoreFor(db: Kysely<Database>): EventStore {
+  const pool = pools.get(db)
+  return pool ? postgresEventStore(pool) : kyselyEventStore(db)
+}
+
+/** A Kysely over one checked-out client: every statement, COPY included, in the same session. */
+function overClient(client: pg.PoolClient): Kysely<Database> {
+  const session = {query: client.query.bind(client), release() {}}
+  return new Kysely<Database>({dialect: new PostgresDialect({pool: {connect: async () => session, end: async () => {}} as unknown as pg.Pool})})
+}
+
+function postgresEventStore(pool: pg.Pool): EventStore {
+  return {
+    async transaction(work) {
+      const client = await pool.connect()
+      let failure: unknown
+      try {
+        const append: AppendEvents = async (records) => {
+          if (records.length === 0) return
+          const stream = client.query(copyFrom(`COPY audit_events (${COLUMNS.join(', ')}) FROM STDIN`))
+          const done = once(stream, 'finish')
+          stream.end(copyText(records))
+          await done
+        }
+
+        return await overClient(client).transaction().execute((trx) => work(trx, append))
+      } catch (error) {
+        failure = error
+        throw error
+      } finally {
+        // A client whose session broke (a killed connection, a failed COPY) is not reused.
+        client.release(failure instanceof Error && !(failure instanceof UnstorableEvent) ? failure : undefined)
+      }
+    },
+  }
+}
+
+/** One INSERT … SELECT FROM unnest(…) per call: one statement per page, whatever its size. */
+function kyselyEventStore(db: Kysely<Database>): EventStore {
+  return {
+    transaction(work) {
+      return db.transaction().execute((trx) =>
+        work(trx, async (records) => {
+          if (records.length === 0) return
+          const columns = COLUMNS.map((_, k) => records.map((record) => values(record)[k]))
+          await sql`
+            INSERT INTO audit_events (${sql.join(COLUMNS.map((name) => sql.ref(name)))})
+            SELECT * FROM unnest(
+              ${columns[0]}::date[], ${columns[1]}::text[], ${columns[2]}::text[], ${columns[3]}::timestamptz[],
+              ${columns[4]}::text[], ${columns[5]}::text[], ${columns[6]}::text[], ${columns[7]}::text[], ${columns[8]}::text[],
+              ${columns[9]}::text[], ${columns[10]}::text[], ${columns[11]}::text[], ${columns[12]}::text[], ${columns[13]}::text[])
+          `.execute(trx)
+        }),
+      )
+    },
+  }
+}
+
+/** The month partition a day belongs to: its name and bounds. */
+export function partitionOf(day: string): {name: string; from: string; to: string} {
+  const [year, month] = day.split('-').map(Number)
+  const next = month === 12 ? `${String(year + 1).padStart(4, '0')}-01-01` : `${String(year).padStart(4, '0')}-${String(month + 1).padStart(2, '0')}-01`
+  return {name: `audit_events_y${String(year).padStart(4, '0')}m${String(month).padStart(2, '0')}`, from: `${day.slice(0, 7)}-01`, to: next}
+}
+
+/**
+ * Creates the month partitions these days need, each in a short transaction of its own (never
+ * inside a day's, which would lock the table for the whole day). Concurrent runs serialize on an
+ * advisory lock and find it made; a partition that exists costs one catalog lookup.
+ */
+export async function ensurePartitions(db: Kysely<Database>, days: Iterable<string>): Promise<void> {
+  const months = new Map<string, ReturnType<typeof partitionOf>>()
+  for (const day of days) {
+    const partition = partitionOf(day)
+    months.set(partition.name, partition)
+  }
+
+  for (const {name, from, to} of months.values()) {
+    const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
+    if (found.rows[0]?.exists) continue
+    await db.transaction().execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(hashtext('audit_events partitions'))`.execute(trx)
+      await sql`
+        CREATE TABLE IF NOT EXISTS ${sql.table(name)} PARTITION OF audit_events
+        FOR VALUES FROM (${sql.lit(from)}) TO (${sql.lit(to)})`.execute(trx)
+    })
+  }
+}
