@@ -14,6 +14,7 @@ import {
   partitionOf,
 } from '../src/lib/db/event-store.js'
 import type {Database} from '../src/lib/db/schema.js'
+import {FilterError, checkEventFilter} from '../src/lib/events/filter.js'
 import type {AuditEvent} from '../src/lib/heroku/types.js'
 import {clearLog, describeOnEngines} from './support/db.js'
 
@@ -188,5 +189,29 @@ describeOnEngines('the event store', (engine) => {
       expect(second.droppedPartitions).to.include('audit_events_y2025m09').and.not.include('audit_events_y2025m10')
       expect(await storeStats(db)).to.include({events: 20, oldestDay: '2025-10-01'})
     })
+  })
+})
+
+describe('checking a search’s values', () => {
+  it('takes real days, words for type and action, and bounded values; empty ones are not given', () => {
+    expect(checkEventFilter({from: '2025-09-01', to: '2025-09-30', actor: ' a@example.com ', type: 'addon', action: 'create', app: 'web', ip: '192.0.2.1'})).to.deep.equal({
+      from: '2025-09-01',
+      to: '2025-09-30',
+      actor: 'a@example.com',
+      type: 'addon',
+      action: 'create',
+      app: 'web',
+      ip: '192.0.2.1',
+    })
+    expect(checkEventFilter({from: '', app: '  '})).to.deep.equal({})
+  })
+
+  it('refuses what cannot match, in one line naming the value', () => {
+    expect(() => checkEventFilter({from: '2025-02-30'})).to.throw(FilterError, 'from "2025-02-30" is not a calendar day')
+    expect(() => checkEventFilter({to: '0000-01-01'})).to.throw(FilterError, 'to "0000-01-01" is not a calendar day')
+    expect(() => checkEventFilter({from: '2025-09-02', to: '2025-09-01'})).to.throw(FilterError, 'from 2025-09-02 is after to 2025-09-01')
+    expect(() => checkEventFilter({type: 'app create'})).to.throw(FilterError, 'type "app create" is not an event type')
+    expect(() => checkEventFilter({actor: 'a\u001B[2K@example.com'})).to.throw(FilterError, /actor "a\\x1B\[2K@example.com" cannot match any event/)
+    expect(() => checkEventFilter({ip: '1'.repeat(300)})).to.throw(FilterError, /ip "1+…" cannot match/)
   })
 })
