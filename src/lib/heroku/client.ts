@@ -146,14 +146,40 @@ class Transient extends Error {
 class BodyTooLarge extends Error {}
 
 /**
+ * One read of a body that settles as soon as `signal` aborts, whatever the stream does. The abort
+ * is listened for per read and let go once the read settles: one promise waiting for the whole
+ * body would keep every settled read, and so every chunk, until the body ends.
+ */
+function readOrAbort(reader: ReadableStreamDefaultReader<Uint8Array>, signal: AbortSignal): ReturnType<typeof reader.read> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason)
+      return
+    }
+
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, {once: true})
+    reader.read().then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(result)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
+}
+
+/**
  * Reads a body to its end, or stops as soon as `signal` aborts or the decoded bytes pass
  * `maxBytes`, cancelling the stream (which closes the connection), so a page costs at most its cap
- * in memory and never waits past the abort. Each read also races `aborted` (which rejects when
- * `signal` aborts): fetch's own abort does not reliably reach a body read, as undici holds the
- * request's controller weakly; after a garbage collection the abort is lost and the read would
- * wait out undici's five-minute body timeout.
+ * in memory and never waits past the abort. Each read races the abort itself: fetch's own abort
+ * does not reliably reach a body read, as undici holds the request's controller weakly; after a
+ * garbage collection the abort is lost and the read would wait out undici's five-minute body timeout.
  */
-async function readBody(body: ReadableStream<Uint8Array> | null, maxBytes: number, signal: AbortSignal, aborted: Promise<never>): Promise<Buffer> {
+async function readBody(body: ReadableStream<Uint8Array> | null, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
   if (body === null) return Buffer.alloc(0)
   const reader = body.getReader()
   const cancel = () => {
@@ -165,7 +191,7 @@ async function readBody(body: ReadableStream<Uint8Array> | null, maxBytes: numbe
   let size = 0
   try {
     for (;;) {
-      const {done, value} = await Promise.race([reader.read(), aborted])
+      const {done, value} = await readOrAbort(reader, signal)
       // A stream cancelled by the abort also reads as done: its end was never reached.
       if (signal.aborted) throw signal.reason
       if (done) break
@@ -237,7 +263,7 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
     const cancelled = () => new HerokuApiError(`fetching ${day} was cancelled`, 'aborted')
     if (stop.aborted) throw cancelled()
     // The attempt's own controller, held by this frame until it ends and aborted explicitly by its
-    // timer or the day's stop; every wait below (headers, each read of the body) races its abort.
+    // timer or the day's stop; every wait below (the headers, each read of the body) races its abort.
     const cut = new AbortController()
     let timedOut = false
     const timer = setTimeout(() => {
@@ -280,7 +306,7 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
       // The bytes themselves: JSON lines can be cut from them (see AuditPage.body).
       let body: Buffer
       try {
-        body = await readBody(response.body, ok ? settings.maxPageBytes : MAX_ERROR_BODY_BYTES, cut.signal, aborted)
+        body = await readBody(response.body, ok ? settings.maxPageBytes : MAX_ERROR_BODY_BYTES, cut.signal)
       } catch (error) {
         if (!(error instanceof BodyTooLarge)) return classify(error)
         if (ok) {
