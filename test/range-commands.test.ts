@@ -149,7 +149,7 @@ describeWithServer('process over many days (through oclif)', () => {
       expect(stderr.match(/^Stopped: .*$/gm)).to.deep.equal([
         'Stopped: Heroku API answered 401 unauthorized: the API token is missing, invalid or expired: set HEROKU_API_TOKEN to a valid token. ' +
           'That is about the account, not 2025-08-01: every other day would get the same answer, so 4 day(s) were not started (left without a record). ' +
-          'Fix it, then run again: audit-logger process --from 2025-08-02 --to 2025-08-05',
+          'Fix it, then run again: audit-logger process --from 2025-08-01 --to 2025-08-05',
       ])
     })
 

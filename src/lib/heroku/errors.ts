@@ -26,14 +26,16 @@ export const QUOTE_SHORT = 100
 /** …and an error message, a warning, a network reason. */
 export const QUOTE_LONG = 300
 
-/** Longer than any secret redact() masks, so one cut short at the end of what is scanned is dropped whole. */
-const SECRET_MARGIN = 1024
+/**
+ * Longer than anything redact() masks (a registered secret, or a URL's user:password@), so one cut
+ * short at the end of what is scanned, and so left unmasked, is dropped whole.
+ */
+const SECRET_MARGIN = 2048
 
 /**
  * What a server said, made safe to print and store: secrets masked, on one line with control
  * characters escaped, at most `max` characters. Only the start is looked at, so a megabyte of
- * text costs no more than a short one (redact's URL pattern is quadratic on long input, and the
- * logger measures every character of a line).
+ * text costs no more than a short one downstream (the logger measures every character of a line).
  */
 export function quoted(value: string | null | undefined, max: number): string {
   if (!value) return ''
