@@ -30,6 +30,8 @@ export interface HerokuConfig {
   attemptTimeoutMs?: number
   /** Tries per request (HEROKU_API_MAX_ATTEMPTS). */
   maxAttempts?: number
+  /** The most bytes one page may hold once decoded (HEROKU_API_MAX_PAGE_BYTES). */
+  maxPageBytes?: number
 }
 
 /** A PostgreSQL server, from DATABASE_URL. */
@@ -91,6 +93,13 @@ export interface Config {
 }
 
 export const DEFAULT_HEROKU_API_URL = 'https://api.heroku.com'
+
+/**
+ * Bounds of HEROKU_API_MAX_PAGE_BYTES: a real page of 1000 events is about 1 MB, so less than
+ * 1 MiB would fail real days; a page is held several times over while parsed, so more than
+ * 256 MiB could take gigabytes.
+ */
+export const PAGE_BYTES_RANGE = {min: 1024 * 1024, max: 256 * 1024 * 1024} as const
 
 /**
  * Reads `.env` from `dir`, as the old tool did, without overriding variables already set.
@@ -230,6 +239,7 @@ function readHeroku(env: Env): HerokuConfig {
     apiVersion,
     attemptTimeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
     maxAttempts: readPositiveInteger(env, 'HEROKU_API_MAX_ATTEMPTS', 20),
+    maxPageBytes: readInteger(env, 'HEROKU_API_MAX_PAGE_BYTES', PAGE_BYTES_RANGE.min, PAGE_BYTES_RANGE.max),
   }
 }
 

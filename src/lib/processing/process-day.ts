@@ -5,7 +5,8 @@ import type {Kysely} from 'kysely'
 import {type ClaimRequest, claimDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
-import {HerokuApiError} from '../heroku/errors.js'
+import {HerokuApiError, accountProblem} from '../heroku/errors.js'
+import type {AuditEvent} from '../heroku/types.js'
 import type {Logger} from '../logger.js'
 import {type DayFile, openDayFile} from '../output/day-file.js'
 import {OutputClosed, deliverDay} from '../output/deliver.js'
@@ -64,6 +65,11 @@ export interface DayResult {
   databaseUnreachable?: boolean
   /** stdout's reader went away before the day was all written: a range starts no further day then. */
   outputClosed?: boolean
+  /**
+   * The API refused the token or the account (401, 402, 403, 404), not this day: what it said and
+   * what to fix. A range starts no further day then, as each would get the same answer.
+   */
+  accountProblem?: string
 }
 
 /** Exit code for one or more outcomes: 0 done or skipped, 1 anything failed or lost. */
@@ -72,6 +78,26 @@ export function exitCodeFor(outcomes: DayOutcome[]): 0 | 1 {
 }
 
 class ClaimLost extends Error {}
+
+/**
+ * Which events of a page are the first of their id in the day (`seen` holds the day's ids so far
+ * and learns this page's): undefined when all are, the common case. A day's events are unique by
+ * id, so an id the API sends twice (on two pages, or twice on one) is written and counted once.
+ */
+function firstOfTheirId(events: readonly AuditEvent[], seen: Set<string>): boolean[] | undefined {
+  let keep: boolean[] | undefined
+  for (let k = 0; k < events.length; k++) {
+    const {id} = events[k]
+    if (!seen.has(id)) {
+      seen.add(id)
+    } else {
+      keep ??= Array.from({length: events.length}, () => true)
+      keep[k] = false
+    }
+  }
+
+  return keep
+}
 
 /**
  * The day job: claim → heartbeat → fetch every page → write → fenced finish.
@@ -130,23 +156,29 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
   try {
     if (options.outputDir) file = await (deps.openFile ?? openDayFile)(options.outputDir, day)
     // Each page is encoded to UTF-8 lines as it arrives and spooled off the JS heap; its parsed
-    // objects are dropped at once. Only the ids stay (as strings), for the digest, which sorts them.
+    // objects are dropped at once. Only the ids stay (as strings), to drop duplicates and for the
+    // digest, which sorts them.
     spool = await (deps.openSpool ?? (() => openSpool((reason) => logger.debug(`${day}: no temporary file (${reason}); the day waits in memory`))))()
     const encoder = new LineEncoder(options.format)
     // The file always holds JSON lines, whatever stdout's format.
     const fileEncoder = file && options.format !== 'json' ? new LineEncoder('json') : undefined
-    const ids: string[] = []
+    const ids = new Set<string>()
+    let duplicates = 0
     for await (const page of client.fetchDay(day, {signal})) {
       pages++
-      events += page.events.length
+      const keep = firstOfTheirId(page.events, ids)
+      const dropped = keep ? keep.filter((kept) => !kept).length : 0
+      duplicates += dropped
+      events += page.events.length - dropped
       rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
-      const lines = encoder.encode(page.events, page.body)
+      const lines = encoder.encode(page.events, page.body, keep)
       // The encoder's buffer is reused for the next page, so the gzip stream gets a copy.
-      if (file) await file.write(Buffer.from(fileEncoder ? fileEncoder.encode(page.events, page.body) : lines))
+      if (file) await file.write(Buffer.from(fileEncoder ? fileEncoder.encode(page.events, page.body, keep) : lines))
       await spool.write(lines)
-      for (const event of page.events) ids.push(event.id)
-      logger.debug(`${day}: page ${page.number}: ${page.events.length} events (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
+      logger.debug(`${day}: page ${page.number}: ${page.events.length} events${dropped ? ` (${dropped} seen before)` : ''} (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
     }
+
+    if (duplicates > 0) logger.warn(`${day}: the API sent ${duplicates} event(s) whose id it had already sent that day; each id is written and counted once`)
 
     clearInterval(beat)
     // Check the fence before writing, so a run that lost its claim does not write a duplicate day.
@@ -172,7 +204,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     }
 
     await spool.close()
-    const digest = eventsDigest(ids)
+    const digest = eventsDigest([...ids])
     const finished = () => finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
     if (!(await inDatabase(finished, {idempotent: true}))) {
       throw new ClaimLost()
@@ -203,6 +235,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
           ? `${error.message} before the day's ${events} events were all written, and no --output-dir holds them: not delivered, so the day will be fetched again`
           : redact(error instanceof Error ? error.message : String(error))
     const unreachable = error instanceof DatabaseFailure && error.unreachable ? {databaseUnreachable: true} : {}
+    const account = accountProblem(error)
     let recorded: boolean
     try {
       recorded = await retryOnLostConnection(() => finishDay(db, {day, token, status, eventsCount: 0, errorMessage: message}))
@@ -220,7 +253,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
 
     if (!recorded) return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
     const closed = error instanceof OutputClosed ? {outputClosed: true} : {}
-    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable, ...closed})
+    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable, ...closed, ...(account ? {accountProblem: account} : {})})
   }
 }
 
