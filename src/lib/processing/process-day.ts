@@ -2,7 +2,8 @@ import {randomUUID} from 'node:crypto'
 
 import type {Kysely} from 'kysely'
 
-import {type ClaimRequest, claimDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
+import {type ClaimRequest, claimDay, findDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
+import {type AppendEvents, type EventRecord, type EventStore, ensurePartitions, eventRecord, eventTexts} from '../db/event-store.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
 import {HerokuApiError, accountProblem} from '../heroku/errors.js'
@@ -28,6 +29,12 @@ export interface ProcessDayDeps {
   openFile?: (dir: string, day: string) => Promise<DayFile>
   /** Where the day's lines wait for the fence (default: memory, then an unlinked temporary file past 4 MB); tests swap it. */
   openSpool?: () => Promise<Spool>
+  /**
+   * The event store (EVENT_STORE=on): the day's events are loaded into it while pages arrive, in
+   * one transaction that also records SUCCESS, so they are stored exactly when the day is SUCCESS.
+   * Without it, nothing is stored.
+   */
+  store?: EventStore
 }
 
 export interface ProcessDayOptions {
@@ -65,6 +72,8 @@ export interface DayResult {
   databaseUnreachable?: boolean
   /** stdout's reader went away before the day was all written: a range starts no further day then. */
   outputClosed?: boolean
+  /** SUCCESS with the event store on: the day's events are in it. */
+  stored?: boolean
   /**
    * The API refused the token or the account (401, 402, 403, 404), not this day: what it said and
    * what to fix. A range starts no further day then, as each would get the same answer.
@@ -153,7 +162,14 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
   let fileCommitted = false
   let spool: Spool | undefined
   let written = false
-  try {
+  const {store} = deps
+  /**
+   * Everything from the first page to the fenced SUCCESS, on `trx`: the store's transaction when
+   * the store is on (then `append` loads each page into it), else the database itself.
+   */
+  const collect = async (trx: Kysely<Database>, append?: AppendEvents): Promise<DayResult> => {
+    // A forced or retried run replaces whatever an earlier SUCCESS of the day stored.
+    if (append) await inDatabase(() => trx.deleteFrom('audit_events').where('day', '=', day).execute())
     if (options.outputDir) file = await (deps.openFile ?? openDayFile)(options.outputDir, day)
     // Each page is encoded to UTF-8 lines as it arrives and spooled off the JS heap; its parsed
     // objects are dropped at once. Only the ids stay (as strings), to drop duplicates and for the
@@ -169,6 +185,11 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       const keep = firstOfTheirId(page.events, ids)
       const dropped = keep ? keep.filter((kept) => !kept).length : 0
       duplicates += dropped
+      if (append) {
+        const records = pageRecords(day, page.events, page.body, keep, events)
+        await inDatabase(() => append(records))
+      }
+
       events += page.events.length - dropped
       rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
       const lines = encoder.encode(page.events, page.body, keep)
@@ -181,8 +202,10 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     if (duplicates > 0) logger.warn(`${day}: the API sent ${duplicates} event(s) whose id it had already sent that day; each id is written and counted once`)
 
     clearInterval(beat)
+    // Inside the store's transaction a lost connection loses the transaction: no retry there.
+    const idempotent = {idempotent: !append}
     // Check the fence before writing, so a run that lost its claim does not write a duplicate day.
-    if (claimLost || !(await inDatabase(() => heartbeat(db, day, token), {idempotent: true}))) throw new ClaimLost()
+    if (claimLost || !(await inDatabase(() => heartbeat(trx, day, token), idempotent))) throw new ClaimLost()
     // The file is renamed into place before the fenced finish, like stdout is written before it:
     // a crash in between leaves a complete file for a day that is not SUCCESS (the next run
     // replaces it), never a SUCCESS day whose file is missing, which nothing would ever redo.
@@ -197,20 +220,33 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       written = true
     } catch (error) {
       // A reader that went away (`| head -1`) does not undo the collection when the day is whole
-      // in its file: it is recorded SUCCESS and the report says stdout missed part of it. Without a
-      // file the events reached nowhere whole, so the day fails and is fetched again.
-      if (!(error instanceof OutputClosed) || !fileCommitted) throw error
+      // elsewhere (its file, or the store, committed with the SUCCESS below): it is recorded
+      // SUCCESS and the report says stdout missed part of it. Otherwise the events reached nowhere
+      // whole, so the day fails and is fetched again.
+      if (!(error instanceof OutputClosed) || !(fileCommitted || append)) throw error
       outputClosed = error
     }
 
     await spool.close()
     const digest = eventsDigest([...ids])
-    const finished = () => finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
-    if (!(await inDatabase(finished, {idempotent: true}))) {
-      throw new ClaimLost()
-    }
+    const finished = () => finishDay(trx, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
+    if (!(await inDatabase(finished, idempotent))) throw new ClaimLost()
+    return result('success', {
+      events,
+      pages,
+      attempt,
+      digest,
+      ...(file ? {file: file.path} : {}),
+      ...(outputClosed ? {outputClosed: true} : {}),
+      ...(append ? {stored: true} : {}),
+    })
+  }
 
-    return result('success', {events, pages, attempt, digest, ...(file ? {file: file.path} : {}), ...(outputClosed ? {outputClosed: true} : {})})
+  try {
+    if (!store) return await collect(db)
+    // The month's partition is made before the day's transaction, which must not hold DDL's lock.
+    await inDatabase(() => ensurePartitions(db, [day]), {idempotent: true})
+    return await store.transaction((trx, append) => collect(trx, append))
   } catch (error) {
     clearInterval(beat)
     await spool?.close()
@@ -251,10 +287,34 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       })
     }
 
-    if (!recorded) return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
+    if (!recorded) {
+      // The SUCCESS may have committed with its answer lost (a connection killed at COMMIT).
+      const row = await findDay(db, day).catch(() => undefined)
+      if (row?.status === 'SUCCESS' && row.claim_token === token) {
+        return result('success', {events: row.events_count ?? 0, pages, attempt, digest: row.events_digest ?? undefined, ...(store ? {stored: true} : {})})
+      }
+
+      return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
+    }
+
     const closed = error instanceof OutputClosed ? {outputClosed: true} : {}
     return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable, ...closed, ...(account ? {accountProblem: account} : {})})
   }
+}
+
+/**
+ * A page's events as the store keeps them (the first of each id only), each with its JSON text as
+ * the API sent it. `before` is how many of the day's events came before this page, to name an
+ * event the store cannot keep.
+ */
+function pageRecords(day: string, pageEvents: readonly AuditEvent[], body: Uint8Array | undefined, keep: boolean[] | undefined, before: number): EventRecord[] {
+  const texts = eventTexts(pageEvents, body)
+  const records: EventRecord[] = []
+  for (let k = 0; k < pageEvents.length; k++) {
+    if (!keep || keep[k]) records.push(eventRecord(day, pageEvents[k], texts[k], before + records.length + 1))
+  }
+
+  return records
 }
 
 /**

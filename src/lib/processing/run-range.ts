@@ -1,5 +1,6 @@
 import {type Kysely, sql} from 'kysely'
 
+import type {EventStore} from '../db/event-store.js'
 import type {Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
 import type {Logger} from '../logger.js'
@@ -41,6 +42,8 @@ export interface RunRangeDeps {
   output: NodeJS.WritableStream
   logger: Logger
   progress?: Progress
+  /** The event store, when on: each day's events are kept in it (see processDay). */
+  store?: EventStore
   /** The day job; tests may wrap it. */
   processDay?: typeof processDay
   /** Does the database answer? Asked after a day failed for want of it; default `SELECT 1`. */
@@ -167,7 +170,7 @@ async function runOne(job: typeof processDay, deps: RunRangeDeps & {logger: Logg
   const started = Date.now()
   try {
     return await job(
-      {db: deps.db, client: deps.client, output: deps.output, logger: deps.logger},
+      {db: deps.db, client: deps.client, output: deps.output, logger: deps.logger, store: deps.store},
       {
         day,
         format: options.format,
