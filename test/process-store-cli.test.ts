@@ -5,6 +5,7 @@ import {type Kysely, sql} from 'kysely'
 import {storeStats} from '../src/lib/db/event-queries.js'
 import {ensurePartitions, eventRecord, eventStoreFor} from '../src/lib/db/event-store.js'
 import type {Database} from '../src/lib/db/schema.js'
+import type {AuditEvent as ApiEvent} from '../src/lib/heroku/types.js'
 import {addDays, todayUtc} from '../src/lib/dates.js'
 import {generateEvents} from './fake-heroku/events.js'
 import type {FakeHeroku} from './fake-heroku/server.js'
@@ -36,7 +37,7 @@ describeWithServer('process and the event store (real processes)', function () {
     const old = addDays(todayUtc(), -400)
     await ensurePartitions(db, [old])
     const oldEvents = generateEvents(old, 5)
-    await eventStoreFor(db).transaction((_trx, append) => append(oldEvents.map((e, k) => eventRecord(old, e, JSON.stringify(e), k + 1))))
+    await eventStoreFor(db).transaction((_trx, append) => append(oldEvents.map((e, k) => eventRecord(old, e as ApiEvent, JSON.stringify(e), k + 1))))
     await sql`INSERT INTO audit_events_log (process_date, status, events_count) VALUES (${old}, 'SUCCESS', 5)`.execute(db)
     const result = await runCli(['process', '--date', day], {...env, EVENT_RETENTION_DAYS: '365'})
     expect(result.code, result.stderr).to.equal(0)

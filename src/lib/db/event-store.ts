@@ -269,6 +269,7 @@ export async function ensurePartitions(db: Kysely<Database>, days: Iterable<stri
   }
 
   for (const {name, from, to} of months.values()) {
+    if (madeHere.get(db)?.has(name)) continue
     for (let tried = 1; ; tried++) {
       const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
       if (found.rows[0]?.exists) break
@@ -283,5 +284,14 @@ export async function ensurePartitions(db: Kysely<Database>, days: Iterable<stri
         }
       }
     }
+
+    if (!madeHere.has(db)) madeHere.set(db, new Set())
+    madeHere.get(db)!.add(name)
   }
 }
+
+/**
+ * Partitions this process has seen exist, per database: a range asks once per month, not once
+ * per day. Only retention drops partitions, and only months before the window, which no run stores into.
+ */
+const madeHere = new WeakMap<Kysely<Database>, Set<string>>()

@@ -168,8 +168,8 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
    * the store is on (then `append` loads each page into it), else the database itself.
    */
   const collect = async (trx: Kysely<Database>, append?: AppendEvents): Promise<DayResult> => {
-    // A forced or retried run replaces whatever an earlier SUCCESS of the day stored.
-    if (append) await inDatabase(() => trx.deleteFrom('audit_events').where('day', '=', day).execute())
+    // A forced run (or one after a record was deleted) replaces what an earlier SUCCESS stored.
+    if (append && claim.hasStoredEvents) await inDatabase(() => trx.deleteFrom('audit_events').where('day', '=', day).execute())
     if (options.outputDir) file = await (deps.openFile ?? openDayFile)(options.outputDir, day)
     // Each page is encoded to UTF-8 lines as it arrives and spooled off the JS heap; its parsed
     // objects are dropped at once. Only the ids stay (as strings), to drop duplicates and for the
