@@ -332,6 +332,11 @@ export interface WebConfig {
   staleAfterMinutes: number
   /** UTC hour from which /healthz answers 503 unless yesterday is SUCCESS (HEALTH_REQUIRE_YESTERDAY_AFTER). */
   requireYesterdayAfterHour?: number
+  /**
+   * Running on a Heroku dyno (DYNO is set). Without credentials the events views (personal data)
+   * are then refused: a dyno is reachable from the internet. loadWebConfig always sets it.
+   */
+  onDyno?: boolean
 }
 
 /** The status page's settings: both credentials or neither, and a valid port. */
@@ -350,5 +355,11 @@ export function loadWebConfig(env: Env, portFlag?: number): WebConfig {
   const port = portFlag ?? readPositiveInteger(env, 'PORT', 65_535) ?? 3000
   const staleAfterMinutes = readPositiveInteger(env, 'STALE_AFTER_MINUTES', MAX_STALE_AFTER_MINUTES) ?? 15
   const requireYesterdayAfterHour = readInteger(env, 'HEALTH_REQUIRE_YESTERDAY_AFTER', 0, 23)
-  return {auth: username && password ? {username, password} : undefined, port, staleAfterMinutes, requireYesterdayAfterHour}
+  return {
+    auth: username && password ? {username, password} : undefined,
+    port,
+    staleAfterMinutes,
+    requireYesterdayAfterHour,
+    onDyno: read(env, 'DYNO') !== undefined,
+  }
 }
