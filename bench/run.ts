@@ -18,79 +18,17 @@ import {migrateToLatest} from '../src/lib/db/migrate.js'
 import {generateEvents} from '../test/fake-heroku/events.js'
 import {startFakeHeroku} from '../test/fake-heroku/server.js'
 import {createScratchDatabase, dropScratchDatabases, openTestDb} from '../test/support/db.js'
-import {type Measurement, measure, median, table, verdict} from './support.js'
+import {bigDay} from './big-day.js'
+import {measure, median, table, verdict} from './support.js'
 import {pageLoad} from './page-load.js'
+import {storeProfile} from './store-profile.js'
 import {startPgCounter} from './pg-counter.js'
 
 // BENCH_BIN points at another build's bin/run.js, to compare before and after a change.
 const BIN = process.env.BENCH_BIN || fileURLToPath(new URL('../bin/run.js', import.meta.url))
-const FLOOR = fileURLToPath(new URL('floor.mjs', import.meta.url))
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 const only = process.argv[2]
 const out = (line = '') => process.stdout.write(`${line}\n`)
-
-async function bigDay() {
-  out('## 1. A big day: process --date D --format json > /dev/null')
-  // The empty day is the fixed cost of a run (start-up, database, one request), for both sides.
-  const days = {'2025-03-01': 100_000, '2025-03-02': 10_000, '2025-03-03': 0}
-  const fake = await startFakeHeroku({
-    events: Object.fromEntries(Object.entries(days).map(([day, n]) => [day, generateEvents(day, n)])),
-    rateLimitRemaining: 1_000_000_000,
-  })
-  const url = await createScratchDatabase('bench')
-  const db = openTestDb(url)
-  await migrateToLatest(db)
-  const env = {PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: url, HEROKU_API_URL: fake.url, HEROKU_API_TOKEN: fake.token, HEROKU_ACCOUNT_ID: 'acme', LOG_LEVEL: 'warn'}
-  const rows = []
-  const figures: Record<string, {wall: number; rss: number; floor: number}> = {}
-  for (const [day, events] of Object.entries(days)) {
-    const runs: Measurement[] = []
-    const floors: Measurement[] = []
-    const fetchFloors: Measurement[] = []
-    for (let i = 0; i < RUNS; i++) {
-      await sql`DELETE FROM audit_events_log`.execute(db)
-      const run = await measure(BIN, ['process', '--date', day, '--format', 'json'], env)
-      if (run.code !== 0) throw new Error(`process --date ${day} exited ${run.code}`)
-      runs.push(run)
-      for (const [transport, list] of [['http', floors], ['fetch', fetchFloors]] as const) {
-        const floor = await measure(process.execPath, [FLOOR, fake.url, fake.token, day, transport, String(events)], env)
-        if (floor.code !== 0) throw new Error(`the ${transport} floor for ${day} exited ${floor.code}`)
-        list.push(floor)
-      }
-    }
-
-    const wall = median(runs.map((r) => r.seconds))
-    const rss = median(runs.map((r) => r.maxRssMb))
-    const floor = median(floors.map((r) => r.seconds))
-    figures[day] = {wall, rss, floor}
-    rows.push({
-      events,
-      'wall (s)': wall.toFixed(2),
-      'events/s': events ? Math.round(events / wall) : '-',
-      'peak RSS (MB)': rss.toFixed(0),
-      'floor (s)': floor.toFixed(2),
-      'floor RSS (MB)': median(floors.map((r) => r.maxRssMb)).toFixed(0),
-      'x floor': (wall / floor).toFixed(2),
-      'fetch floor (s)': median(fetchFloors.map((r) => r.seconds)).toFixed(2),
-      'fetch floor RSS (MB)': median(fetchFloors.map((r) => r.maxRssMb)).toFixed(0),
-    })
-  }
-
-  out(table(rows))
-  const big = figures['2025-03-01']
-  const small = figures['2025-03-02']
-  const empty = figures['2025-03-03']
-  out(verdict(big.wall <= 1.5 * big.floor, `100,000 events within 1.5x the floor (${(big.wall / big.floor).toFixed(2)}x)`))
-  out(`     fixed cost of a run (the empty day): ${empty.wall.toFixed(2)} s against the floor's ${empty.floor.toFixed(2)} s; ` +
-    `above it, 100,000 events take ${(big.wall - empty.wall).toFixed(2)} s against the floor's ${(big.floor - empty.floor).toFixed(2)} s ` +
-    `(${((big.wall - empty.wall) / (big.floor - empty.floor)).toFixed(2)}x)`)
-  out(verdict(big.rss < 150, `peak RSS under 150 MB (${big.rss.toFixed(0)} MB)`))
-  // Ten times the events must not cost anywhere near ten times the memory.
-  const growth = (big.rss - small.rss) / (small.rss || 1)
-  out(verdict(growth < 2, `memory does not grow in proportion to events: 10x events -> ${(big.rss / small.rss).toFixed(2)}x RSS`))
-  await db.destroy()
-  await fake.close()
-}
 
 async function startup() {
   out('## 2. Start-up')
@@ -174,7 +112,11 @@ async function catchUp() {
   await fake.close()
 }
 
-const benchmarks: Record<string, () => Promise<void>> = {'big-day': bigDay, startup, 'page-load': () => pageLoad(out, BIN), 'catch-up': catchUp}
+const benchmarks: Record<string, () => Promise<void>> = {
+  'big-day': () => bigDay(out, BIN, RUNS, 'postgres'),
+  'big-day-embedded': () => bigDay(out, BIN, RUNS, 'embedded'),
+  'store-profile': () => storeProfile(out, RUNS),
+  startup, 'page-load': () => pageLoad(out, BIN), 'catch-up': catchUp}
 
 try {
   for (const [name, run] of Object.entries(benchmarks)) {

@@ -100,6 +100,34 @@ describeOnEngines('the event store', (engine) => {
     expect((await storeStats(db)).events).to.equal(0)
   })
 
+  // On PostgreSQL a page's COPY runs while the day job goes on: its failure must still fail the
+  // transaction, reported as itself by the next step or by the commit, and leave the store usable.
+  it('reports a load that fails (a row no partition takes) as itself, at the next statement or at the commit, storing nothing', async () => {
+    const day = '2025-09-28'
+    await ensurePartitions(db, [day])
+    const unpartitioned = '2031-01-01'
+    const outcomes = []
+    for (const next of ['a statement', 'the commit'] as const) {
+      outcomes.push(
+        await eventStoreFor(db)
+          .transaction(async (trx, append) => {
+            await append(records(day, [event(day, 1), event(day, 2)]))
+            await append(records(unpartitioned, [event(unpartitioned, 1)]))
+            if (next === 'a statement') await sql`SELECT 1`.execute(trx)
+          })
+          .then(
+            () => undefined,
+            (error: Error) => error,
+          ),
+      )
+    }
+
+    for (const failure of outcomes) expect(failure?.message).to.match(/no partition of relation "audit_events" found for row/)
+    expect((await storeStats(db)).events).to.equal(0)
+    await store(db, day, [event(day, 3)])
+    expect((await storeStats(db)).events).to.equal(1)
+  })
+
   it('refuses an event without an id or a real created_at, naming it', () => {
     const day = '2025-09-28'
     expect(() => eventRecord(day, {...event(day, 1), id: ''}, '{}', 3)).to.throw(UnstorableEvent, /event 3 of 2025-09-28 has no usable id/)

@@ -173,9 +173,18 @@ export function eventStoreFor(db: Kysely<Database>): EventStore {
   return pool ? postgresEventStore(pool) : kyselyEventStore(db)
 }
 
-/** A Kysely over one checked-out client: every statement, COPY included, in the same session. */
-function overClient(client: pg.PoolClient): Kysely<Database> {
-  const session = {query: client.query.bind(client), release() {}}
+/**
+ * A Kysely over one checked-out client: every statement, COPY included, in the same session.
+ * `before` runs ahead of each statement (it waits for the COPY in flight).
+ */
+function overClient(client: pg.PoolClient, before: () => Promise<void>): Kysely<Database> {
+  const session = {
+    async query(text: string, parameters: unknown[]) {
+      await before()
+      return client.query(text, parameters)
+    },
+    release() {},
+  }
   return new Kysely<Database>({dialect: new PostgresDialect({pool: {connect: async () => session, end: async () => {}} as unknown as pg.Pool})})
 }
 
@@ -184,16 +193,39 @@ function postgresEventStore(pool: pg.Pool): EventStore {
     async transaction(work) {
       const client = await pool.connect()
       let failure: unknown
+      // The page's COPY runs on the server while the day job reads and writes the next page: append
+      // returns once the rows are sent, and whatever comes next on this session (the next append,
+      // any statement, the commit) first waits for it, so a failed COPY is reported by the next
+      // step, as itself. At most one page is in flight.
+      let copying: Promise<unknown> | undefined
+      const settle = async () => {
+        const pending = copying
+        copying = undefined
+        await pending
+      }
+
       try {
         const append: AppendEvents = async (records) => {
           if (records.length === 0) return
+          await settle()
           const stream = client.query(copyFrom(`COPY audit_events (${COLUMNS.join(', ')}) FROM STDIN`))
-          const done = once(stream, 'finish')
+          copying = once(stream, 'finish')
+          // Surfaced by settle(); never an unhandled rejection meanwhile.
+          copying.catch(() => {})
           stream.end(copyText(records))
-          await done
         }
 
-        return await overClient(client).transaction().execute((trx) => work(trx, append))
+        return await overClient(client, settle).transaction().execute(async (trx) => {
+          try {
+            const result = await work(trx, append)
+            await settle()
+            return result
+          } catch (error) {
+            // The rollback must not wait on, or report, a COPY that failed after this error.
+            await settle().catch(() => {})
+            throw error
+          }
+        })
       } catch (error) {
         failure = error
         throw error
