@@ -1,7 +1,7 @@
 /**
  * Benchmark 1p (`store-profile`): where a big day's store time goes, measured in this process on
  * a scratch PostgreSQL database. The client's steps per page (parse, eventTexts, eventRecord,
- * copyText), then the day's COPY as the day job does it (one transaction, one append per page),
+ * copyWriter), then the day's COPY as the day job does it (one transaction, one append per page),
  * with the database server's own CPU time for it (its backend's /proc/<pid>/stat) and its WAL,
  * with every index, without each one in turn, and with none.
  */
@@ -10,7 +10,7 @@ import {readFileSync} from 'node:fs'
 import {type Kysely, sql} from 'kysely'
 
 import {addDays, todayUtc} from '../src/lib/dates.js'
-import {type EventRecord, copyText, ensurePartitions, eventRecord, eventStoreFor, eventTexts} from '../src/lib/db/event-store.js'
+import {type EventRecord, copyWriter, ensurePartitions, eventRecord, eventStoreFor, eventTexts} from '../src/lib/db/event-store.js'
 import {migrateToLatest} from '../src/lib/db/migrate.js'
 import type {Database} from '../src/lib/db/schema.js'
 import type {AuditEvent} from '../src/lib/heroku/types.js'
@@ -98,7 +98,7 @@ export async function storeProfile(out: (line?: string) => void, runs: number): 
   const day = addDays(todayUtc(), -3)
   const pages = dayPages(day)
 
-  const steps: Record<string, number[]> = {'JSON.parse of the page (the client does it anyway)': [], 'eventTexts (cut each event from the page)': [], 'eventRecord (search columns)': [], 'copyText (COPY text format)': []}
+  const steps: Record<string, number[]> = {'JSON.parse of the page (the client does it anyway)': [], 'eventTexts (cut each event from the page)': [], 'eventRecord (search columns)': [], 'copyWriter (COPY rows as UTF-8)': []}
   for (let i = 0; i < runs; i++) {
     steps['JSON.parse of the page (the client does it anyway)'].push(clientStep(pages, (page) => JSON.parse(page.body.toString('utf8'))))
     steps['eventTexts (cut each event from the page)'].push(clientStep(pages, (page) => eventTexts(page.events, page.body)))
@@ -107,7 +107,8 @@ export async function storeProfile(out: (line?: string) => void, runs: number): 
     steps['eventRecord (search columns)'].push(clientStep(pages, (page, before) => page.events.map((event, k) => eventRecord(day, event, texts[p][k], before + k + 1)) && p++))
     const records = pages.map((page, k) => pageRecords(day, page, k * PAGE))
     p = 0
-    steps['copyText (COPY text format)'].push(clientStep(pages, () => copyText(records[p++])))
+    const rows = copyWriter()
+    steps['copyWriter (COPY rows as UTF-8)'].push(clientStep(pages, () => rows(records[p++])))
   }
 
   out(table(Object.entries(steps).map(([step, ms]) => ({'client step, all pages': step, 'ms': spread(ms, 0), 'µs/event': ((median(ms) * 1000) / EVENTS).toFixed(1)}))))

@@ -134,18 +134,43 @@ function values(record: EventRecord): Array<string | null> {
 }
 
 const COPY_ESCAPES: Record<string, string> = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
+const NEEDS_ESCAPE = /[\\\t\n\r]/
 
 /** One value in COPY's text format: \N for NULL; backslash, tab, newline and CR escaped. */
 function copyValue(value: string | null): string {
   if (value === null) return '\\N'
-  return /[\\\t\n\r]/.test(value) ? value.replaceAll(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]) : value
+  return NEEDS_ESCAPE.test(value) ? value.replaceAll(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]) : value
 }
 
-/** Rows in COPY's text format, one line each. */
-export function copyText(records: readonly EventRecord[]): string {
-  let text = ''
-  for (const record of records) text += `${values(record).map((value) => copyValue(value)).join('\t')}\n`
-  return text
+/** One row in COPY's text format, its line break included. `day` and `createdAt` are ours, never escaped. */
+function copyLine(r: EventRecord): string {
+  const v = copyValue
+  return `${r.day}\t${v(r.id)}\t${v(r.json)}\t${r.createdAt}\t${v(r.type)}\t${v(r.action)}\t${v(r.actorEmail)}\t${v(r.actorId)}\t${v(r.appName)}\t${v(r.appId)}\t${v(r.ownerEmail)}\t${v(r.teamName)}\t${v(r.ipAddress)}\t${v(r.account)}\n`
+}
+
+/**
+ * Writes pages of rows in COPY's text format as UTF-8 into one buffer, reused from page to page
+ * and grown as needed: a big day's COPY data then makes no garbage (as one string per page it was
+ * most of the store's garbage-collection time). What it returns is valid until the next call.
+ */
+export function copyWriter(): (records: readonly EventRecord[]) => Buffer {
+  let bytes = Buffer.allocUnsafe(1024 * 1024)
+  return (records) => {
+    let used = 0
+    for (const record of records) {
+      const line = copyLine(record)
+      // UTF-8 takes at most 3 bytes for each UTF-16 unit.
+      if (used + line.length * 3 > bytes.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(2 * bytes.length, used + line.length * 3))
+        bytes.copy(bigger, 0, 0, used)
+        bytes = bigger
+      }
+
+      used += bytes.write(line, used)
+    }
+
+    return bytes.subarray(0, used)
+  }
 }
 
 /** Appends records to audit_events, within the transaction it was handed with. */
@@ -204,6 +229,8 @@ function postgresEventStore(pool: pg.Pool): EventStore {
         await pending
       }
 
+      // Written again only once the COPY that sent it is over (settle).
+      const rows = copyWriter()
       try {
         const append: AppendEvents = async (records) => {
           if (records.length === 0) return
@@ -212,7 +239,7 @@ function postgresEventStore(pool: pg.Pool): EventStore {
           copying = once(stream, 'finish')
           // Surfaced by settle(); never an unhandled rejection meanwhile.
           copying.catch(() => {})
-          stream.end(copyText(records))
+          stream.end(rows(records))
         }
 
         return await overClient(client, settle).transaction().execute(async (trx) => {
