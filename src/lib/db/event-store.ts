@@ -18,7 +18,8 @@ import type {Database} from './schema.js'
 export interface EventRecord {
   day: string
   id: string
-  json: string
+  /** The event's JSON text, or its UTF-8 bytes (a view into the page: no copy until it is loaded). */
+  json: string | Uint8Array
   createdAt: string
   type: string
   action: string
@@ -66,7 +67,7 @@ const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
  * The record of one event of `day`. Throws UnstorableEvent for an event without an id or a
  * created_at that is a real time: it could be neither found nor ordered.
  */
-export function eventRecord(day: string, event: AuditEvent, json: string, position: number): EventRecord {
+export function eventRecord(day: string, event: AuditEvent, json: string | Uint8Array, position: number): EventRecord {
   const where = `event ${position} of ${day}`
   if (typeof event.id !== 'string' || event.id === '' || event.id.includes('\u0000') || event.id.length > MAX_COLUMN_CHARS) {
     throw new UnstorableEvent(`${where} has no usable id (a non-empty string of at most ${MAX_COLUMN_CHARS} characters): nothing of the day is stored`)
@@ -97,19 +98,29 @@ export function eventRecord(day: string, event: AuditEvent, json: string, positi
 }
 
 /**
- * Each event's JSON text as the API sent it, cut from the page's bytes; JSON.stringify of the
+ * Each event's JSON text as the API sent it: its bytes in the page (views, not copies: a big day's
+ * events are not decoded into strings only to be encoded again for COPY); JSON.stringify of the
  * parsed event where the bytes cannot be used (not UTF-8, or not matching the parsed events).
  */
-export function eventTexts(events: readonly AuditEvent[], body?: Uint8Array): string[] {
+export function eventTexts(events: readonly AuditEvent[], body?: Uint8Array): Array<string | Uint8Array> {
   if (body && isUtf8(body)) {
     const spans = jsonArrayElements(body)
     if (spans && spans.length === events.length * 2) {
-      const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
-      return events.map((_, k) => text.toString('utf8', spans[2 * k], spans[2 * k + 1]))
+      const bytes = asBuffer(body)
+      return events.map((_, k) => bytes.subarray(spans[2 * k], spans[2 * k + 1]))
     }
   }
 
   return events.map((event) => JSON.stringify(event))
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** The event's JSON as text. */
+export function jsonText(json: string | Uint8Array): string {
+  return typeof json === 'string' ? json : asBuffer(json).toString('utf8')
 }
 
 const COLUMNS = ['day', 'id', 'event_json', 'created_at', 'type', 'action', 'actor_email', 'actor_id', 'app_name', 'app_id', 'owner_email', 'team_name', 'ip_address', 'account'] as const
@@ -118,7 +129,7 @@ function values(record: EventRecord): Array<string | null> {
   return [
     record.day,
     record.id,
-    record.json,
+    jsonText(record.json),
     record.createdAt,
     record.type,
     record.action,
@@ -142,31 +153,47 @@ function copyValue(value: string | null): string {
   return NEEDS_ESCAPE.test(value) ? value.replaceAll(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]) : value
 }
 
-/** One row in COPY's text format, its line break included. `day` and `createdAt` are ours, never escaped. */
-function copyLine(r: EventRecord): string {
-  const v = copyValue
-  return `${r.day}\t${v(r.id)}\t${v(r.json)}\t${r.createdAt}\t${v(r.type)}\t${v(r.action)}\t${v(r.actorEmail)}\t${v(r.actorId)}\t${v(r.appName)}\t${v(r.appId)}\t${v(r.ownerEmail)}\t${v(r.teamName)}\t${v(r.ipAddress)}\t${v(r.account)}\n`
+/** Does this UTF-8 text hold a byte COPY's text format escapes? */
+function needsEscape(bytes: Buffer): boolean {
+  return bytes.includes(0x5c) || bytes.includes(0x09) || bytes.includes(0x0a) || bytes.includes(0x0d)
 }
 
 /**
  * Writes pages of rows in COPY's text format as UTF-8 into one buffer, reused from page to page
- * and grown as needed: a big day's COPY data then makes no garbage (as one string per page it was
- * most of the store's garbage-collection time). What it returns is valid until the next call.
+ * and grown as needed, each event's JSON copied from the page's bytes: a big day's COPY data
+ * then makes next to no garbage. What it returns is valid until the next call.
  */
 export function copyWriter(): (records: readonly EventRecord[]) => Buffer {
   let bytes = Buffer.allocUnsafe(1024 * 1024)
+  let used = 0
+  const room = (size: number) => {
+    if (used + size <= bytes.length) return
+    const bigger = Buffer.allocUnsafe(Math.max(2 * bytes.length, used + size))
+    bytes.copy(bigger, 0, 0, used)
+    bytes = bigger
+  }
+
+  // UTF-8 takes at most 3 bytes for each UTF-16 unit.
+  const text = (value: string) => {
+    room(value.length * 3)
+    used += bytes.write(value, used)
+  }
+
+  const v = copyValue
   return (records) => {
-    let used = 0
-    for (const record of records) {
-      const line = copyLine(record)
-      // UTF-8 takes at most 3 bytes for each UTF-16 unit.
-      if (used + line.length * 3 > bytes.length) {
-        const bigger = Buffer.allocUnsafe(Math.max(2 * bytes.length, used + line.length * 3))
-        bytes.copy(bigger, 0, 0, used)
-        bytes = bigger
+    used = 0
+    for (const r of records) {
+      // `day` and `createdAt` are ours, never escaped.
+      text(`${r.day}\t${v(r.id)}\t`)
+      const json = typeof r.json === 'string' ? undefined : asBuffer(r.json)
+      if (json && !needsEscape(json)) {
+        room(json.length)
+        used += json.copy(bytes, used)
+      } else {
+        text(v(jsonText(r.json)))
       }
 
-      used += bytes.write(line, used)
+      text(`\t${r.createdAt}\t${v(r.type)}\t${v(r.action)}\t${v(r.actorEmail)}\t${v(r.actorId)}\t${v(r.appName)}\t${v(r.appId)}\t${v(r.ownerEmail)}\t${v(r.teamName)}\t${v(r.ipAddress)}\t${v(r.account)}\n`)
     }
 
     return bytes.subarray(0, used)
