@@ -146,7 +146,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       expect(stdout).to.match(/2025-09-27\s+FAILED.*Heroku API answered 503/)
       expect(stdout.indexOf('2025-09-28')).to.be.lessThan(stdout.indexOf('2025-09-26'))
       expect(stdout).to.match(/Counts: FAILED 1, PROCESSING 1, SUCCESS 1/)
-      expect(stdout).to.match(/Migrations: 4 applied, none pending/)
+      expect(stdout).to.match(/Migrations: 5 applied, none pending/)
     })
 
     it('gives the same as JSON, limited', async () => {
@@ -162,7 +162,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       process.env.DATABASE_URL = await createScratchDatabase('status')
       const {stdout, error} = await run('db status')
       expect(error).to.equal(undefined)
-      expect(stdout).to.match(/4 migration\(s\) pending.*\n.*db init/)
+      expect(stdout).to.match(/5 migration\(s\) pending.*\n.*db init/)
     })
   })
 

@@ -20,6 +20,7 @@ const MIGRATIONS = [
   '2025-10-02T00-00-00_add_claim_columns',
   '2025-10-03T00-00-00_add_events_digest',
   '2025-10-04T00-00-00_notify_changes',
+  '2025-10-05T00-00-00_create_audit_events',
 ]
 const SENTINEL = 'Sentinel-Pa55word-7c1e'
 const STALE_AFTER = 15

@@ -9,7 +9,8 @@ import type {AuditEvent as ApiEvent} from '../src/lib/heroku/types.js'
 import {addDays, todayUtc} from '../src/lib/dates.js'
 import {generateEvents} from './fake-heroku/events.js'
 import type {FakeHeroku} from './fake-heroku/server.js'
-import {runCli} from './support/cli.js'
+import {runCli, startCli} from './support/cli.js'
+import {waitForRun} from './support/helpers.js'
 import {describeWithServer} from './support/db.js'
 import {useJobSuite} from './support/job-suite.js'
 
@@ -31,6 +32,39 @@ describeWithServer('process and the event store (real processes)', function () {
     const on = await runCli(['process', '--date', day, '--force'], env)
     expect(on.code, on.stderr).to.equal(0)
     expect(await storeStats(db)).to.include({events: 40, oldestDay: day, newestDay: day})
+  })
+
+  it('a closed stdout (| head -1) does not fail a stored day: SUCCESS, saying the whole day is in the store', async () => {
+    fake.setEvents(day, generateEvents(day, 3000))
+    const run = startCli(['process', '--date', day, '--format', 'json'], env)
+    run.stdout!.removeAllListeners('data')
+    run.stdout!.once('data', () => run.stdout!.destroy())
+    const result = await run.result
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stderr).to.include(`stdout was closed by its reader before all were written there: the whole day is in the event store (audit-logger events --date ${day})`)
+    expect((await storeStats(db)).events).to.equal(3000)
+  })
+
+  it('connections killed while the day is being stored: the day is fetched again on a fresh connection and stored once', async () => {
+    fake.setEvents(day, generateEvents(day, 2500))
+    fake.script([{kind: 'delay', ms: 0}, {kind: 'delay', ms: 1500}], {day})
+    const run = startCli(['process', '--date', day, '--format', 'json'], env)
+    await waitForRun('the second page asked for', run, () => fake.requestsForDay(day).length >= 2)
+    const name = new URL(process.env.TEST_DATABASE_URL!).pathname.slice(1)
+    // The run's connection with a transaction open (ours has the same application name: not that one).
+    const inTransaction = sql<{n: number}>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = ${name} AND application_name = 'audit-logger' AND xact_start IS NOT NULL AND pid <> pg_backend_pid()`
+    await waitForRun('the day’s transaction open', run, async () => (await inTransaction.execute(db)).rows[0].n === 1)
+    const killed = await sql<{n: number}>`
+      SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+      WHERE datname = ${name} AND application_name = 'audit-logger' AND xact_start IS NOT NULL AND pid <> pg_backend_pid()`.execute(db)
+    expect(killed.rows[0].n, 'the day’s transaction was open').to.equal(1)
+    const result = await run.result
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stderr).to.match(new RegExp(`${day}: lost the event store's connection .*; fetching the day again on a fresh one`))
+    expect(result.stdout.split('\n').filter(Boolean), 'written once').to.have.length(2500)
+    expect(await storeStats(db)).to.include({events: 2500})
   })
 
   it('removes events older than EVENT_RETENTION_DAYS at the end of a run, keeping the days’ records', async () => {

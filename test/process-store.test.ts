@@ -104,6 +104,17 @@ describeOnEngines('processDay with the event store', (engine) => {
     expect((await storeStats(db)).events).to.equal(0)
   })
 
+  it('does not keep a day before the retention window (retention would remove it at once), and says so', async () => {
+    fake.setEvents(DAY, generateEvents(DAY, 10))
+    const {done, logger} = run({storeFrom: '2025-09-29'})
+    const result = await done
+    expect(result).to.include({outcome: 'success', events: 10})
+    expect(result.stored).to.equal(undefined)
+    expect(logger.lines).to.include(`info ${DAY}: not kept in the event store: it is before 2025-09-29, the first day EVENT_RETENTION_DAYS keeps`)
+    expect((await storeStats(db)).events).to.equal(0)
+    expect((await run({storeFrom: DAY, force: true}).done).stored).to.equal(true)
+  })
+
   it('stores nothing with the store off', async () => {
     fake.setEvents(DAY, generateEvents(DAY, 10))
     const result = await run({}, {}, null).done

@@ -17,7 +17,7 @@ import {type Plan, type PlanMode, catchUpWindow, planDays, renderPlan} from '../
 import {type DayResult, exitCodeFor, processDay} from '../lib/processing/process-day.js'
 import {type EventStore, ensurePartitions, eventStoreFor} from '../lib/db/event-store.js'
 import {retryOnLostConnection} from '../lib/processing/database-failure.js'
-import {applyRetention, retentionLine} from '../lib/processing/retention.js'
+import {applyRetention, firstKeptDay, retentionLine} from '../lib/processing/retention.js'
 import {createProgress} from '../lib/processing/progress.js'
 import {type RerunFlags, rerunCommand} from '../lib/processing/rerun.js'
 import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
@@ -152,6 +152,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       // Several beats per stale window, so one slow beat never looks like a crash.
       heartbeatIntervalMs: Math.min(30_000, (staleAfterMinutes * 60_000) / 5),
       outputDir,
+      storeFrom: firstKeptDay(settings.store.retentionDays),
     }
 
     // A signal aborts the fetch; the day is then recorded FAILED rather than left PROCESSING.
@@ -236,7 +237,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     db: Kysely<Database>,
     heroku: HerokuConfig,
     day: string,
-    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string; store?: EventStore},
+    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string; storeFrom?: string; store?: EventStore},
     signal: AbortSignal,
   ): Promise<DayResult> {
     const client = this.client(heroku, () => this.logger, () => day)
@@ -259,6 +260,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       staleAfterMinutes: number
       heartbeatIntervalMs: number
       outputDir?: string
+      storeFrom?: string
       store?: EventStore
       days?: number
       reserve?: number
@@ -293,6 +295,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
         staleAfterMinutes: run.staleAfterMinutes,
         heartbeatIntervalMs: run.heartbeatIntervalMs,
         outputDir: run.outputDir,
+        storeFrom: run.storeFrom,
         rateLimitReserve: run.reserve ?? DEFAULT_RATE_LIMIT_RESERVE,
         signal,
         onDayStart: (day) => (current = day),

@@ -46,6 +46,8 @@ export interface ProcessDayOptions {
   signal?: AbortSignal
   /** Also write the day, as gzipped JSON lines, to DIR/YYYY-MM-DD.ndjson.gz (atomically). */
   outputDir?: string
+  /** With the store: the first day it keeps (EVENT_RETENTION_DAYS); earlier days are not stored. */
+  storeFrom?: string
 }
 
 /**
@@ -143,18 +145,22 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
   const stop = new AbortController()
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal
   let claimLost = false
-  const beat = setInterval(() => {
-    heartbeat(db, day, token).then(
-      (held) => {
-        if (!held && !claimLost) {
-          claimLost = true
-          stop.abort(new ClaimLost())
-        }
-      },
-      (error: unknown) => logger.warn(`${day}: heartbeat failed: ${safeErrorMessage(error)}`),
-    )
-  }, options.heartbeatIntervalMs)
-  beat.unref()
+  let beat: NodeJS.Timeout | undefined
+  const startBeating = () => {
+    clearInterval(beat)
+    beat = setInterval(() => {
+      heartbeat(db, day, token).then(
+        (held) => {
+          if (!held && !claimLost) {
+            claimLost = true
+            stop.abort(new ClaimLost())
+          }
+        },
+        (error: unknown) => logger.warn(`${day}: heartbeat failed: ${safeErrorMessage(error)}`),
+      )
+    }, options.heartbeatIntervalMs)
+    beat.unref()
+  }
 
   let events = 0
   let pages = 0
@@ -168,6 +174,9 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
    * the store is on (then `append` loads each page into it), else the database itself.
    */
   const collect = async (trx: Kysely<Database>, append?: AppendEvents): Promise<DayResult> => {
+    startBeating()
+    events = 0
+    pages = 0
     // A forced run (or one after a record was deleted) replaces what an earlier SUCCESS stored.
     if (append && claim.hasStoredEvents) await inDatabase(() => trx.deleteFrom('audit_events').where('day', '=', day).execute())
     if (options.outputDir) file = await (deps.openFile ?? openDayFile)(options.outputDir, day)
@@ -242,11 +251,26 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     })
   }
 
+  // Days before the retention window are not kept: retention would remove them at once.
+  const storing = store && !(options.storeFrom && day < options.storeFrom) ? store : undefined
+  if (store && !storing) logger.info(`${day}: not kept in the event store: it is before ${options.storeFrom}, the first day EVENT_RETENTION_DAYS keeps`)
   try {
-    if (!store) return await collect(db)
+    if (!storing) return await collect(db)
     // The month's partition is made before the day's transaction, which must not hold DDL's lock.
     await inDatabase(() => ensurePartitions(db, [day]), {idempotent: true})
-    return await store.transaction((trx, append) => collect(trx, append))
+    try {
+      return await storing.transaction((trx, append) => collect(trx, append))
+    } catch (error) {
+      // The store's connection was lost mid-day (a failover, a killed backend): its transaction
+      // went with it, and nothing reached stdout yet. The claim is still ours: fetch the day once
+      // more, on a fresh connection; the fence decides, as always.
+      if (written || claimLost || signal.aborted || !isDatabaseUnreachable(error instanceof DatabaseFailure ? error.reason : error)) throw error
+      logger.warn(`${day}: lost the event store's connection (${safeErrorMessage(error)}); fetching the day again on a fresh one`)
+      await spool?.close()
+      if (file && !fileCommitted) await file.discard()
+      file = undefined
+      return await storing.transaction((trx, append) => collect(trx, append))
+    }
   } catch (error) {
     clearInterval(beat)
     await spool?.close()

@@ -60,6 +60,8 @@ export interface RunRangeOptions {
   /** No new day starts once RateLimit-Remaining is below this; 0 turns the budget off. */
   rateLimitReserve: number
   outputDir?: string
+  /** With the store: the first day it keeps (see ProcessDayOptions). */
+  storeFrom?: string
   /** Aborts the day in progress (recorded FAILED) and starts no other. */
   signal?: AbortSignal
   /** Told which day starts, e.g. to prefix the API client's notices. */
@@ -179,6 +181,7 @@ async function runOne(job: typeof processDay, deps: RunRangeDeps & {logger: Logg
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         signal: options.signal,
         outputDir: options.outputDir,
+        storeFrom: options.storeFrom,
       },
     )
   } catch (error) {
