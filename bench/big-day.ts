@@ -4,7 +4,7 @@
  * stored day takes on disk. On PostgreSQL (`big-day`) or the embedded engine (`big-day-embedded`).
  */
 import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {cpus, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -18,6 +18,7 @@ import type {Database} from '../src/lib/db/schema.js'
 import {generateEvents} from '../test/fake-heroku/events.js'
 import {startFakeHeroku} from '../test/fake-heroku/server.js'
 import {createScratchDatabase, openTestDb} from '../test/support/db.js'
+import {watchServerCpu} from './server-cpu.js'
 import {type Measurement, measure, median, spread, table, verdict} from './support.js'
 
 const FLOOR = fileURLToPath(new URL('floor.mjs', import.meta.url))
@@ -25,6 +26,8 @@ const FLOOR = fileURLToPath(new URL('floor.mjs', import.meta.url))
 /** Where a run's records and events go, and how the bench reaches them between runs. */
 interface Engine {
   label: string
+  /** The PostgreSQL database's name, to watch its backends' CPU; none for the embedded engine (in the process). */
+  database?: string
   env: Record<string, string>
   /** Runs `work` on the database (the embedded one is opened for it, then released for the next run). */
   use<T>(work: (db: Kysely<Database>) => Promise<T>): Promise<T>
@@ -35,7 +38,7 @@ async function postgresEngine(): Promise<Engine> {
   const url = await createScratchDatabase('bench')
   const db = openTestDb(url)
   await migrateToLatest(db)
-  return {label: 'PostgreSQL 15 server', env: {DATABASE_URL: url}, use: (work) => work(db), close: () => db.destroy()}
+  return {label: 'PostgreSQL 15 server', database: new URL(url).pathname.slice(1), env: {DATABASE_URL: url}, use: (work) => work(db), close: () => db.destroy()}
 }
 
 async function embeddedEngine(): Promise<Engine> {
@@ -99,6 +102,20 @@ export function sizeTable(size: StoreSize): string {
   ])
 }
 
+/** A measured run, with the CPU the database server and the fake API (this process) spent meanwhile. */
+interface Run extends Measurement {
+  serverCpu: number
+  apiCpu: number
+}
+
+async function measureWithServers(engine: Engine, command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
+  const server = engine.database ? await watchServerCpu(engine.database) : undefined
+  const before = process.cpuUsage()
+  const run = await measure(command, args, env)
+  const api = process.cpuUsage(before)
+  return {...run, serverCpu: (await server?.stop()) ?? Number.NaN, apiCpu: (api.user + api.system) / 1e6}
+}
+
 export async function bigDay(out: (line?: string) => void, bin: string, runs: number, engineName: 'postgres' | 'embedded'): Promise<void> {
   const engine = engineName === 'postgres' ? await postgresEngine() : await embeddedEngine()
   out(`## 1${engineName === 'embedded' ? 'e' : ''}. A big day on the ${engine.label}: process --date D --format json > /dev/null, store on and off`)
@@ -118,15 +135,15 @@ export async function bigDay(out: (line?: string) => void, bin: string, runs: nu
   let bigSize: StoreSize | undefined
   try {
     for (const [day, events] of Object.entries(days)) {
-      const on: Measurement[] = []
-      const off: Measurement[] = []
-      const floors: Measurement[] = []
-      const fetchFloors: Measurement[] = []
+      const on: Run[] = []
+      const off: Run[] = []
+      const floors: Run[] = []
+      const fetchFloors: Run[] = []
       for (let i = 0; i < runs; i++) {
         // On and off alternate, so a change in the machine's load falls on both alike.
         for (const [store, list] of [['on', on], ['off', off]] as const) {
           await empty()
-          const run = await measure(bin, ['process', '--date', day, '--format', 'json'], {...env, EVENT_STORE: store})
+          const run = await measureWithServers(engine, bin, ['process', '--date', day, '--format', 'json'], {...env, EVENT_STORE: store})
           if (run.code !== 0) throw new Error(`process --date ${day} with the store ${store} exited ${run.code}`)
           const stored = await engine.use((db) => sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events`.execute(db))
           if (stored.rows[0].n !== (store === 'on' ? events : 0)) throw new Error(`the store holds ${stored.rows[0].n} events after a run with the store ${store}`)
@@ -135,7 +152,7 @@ export async function bigDay(out: (line?: string) => void, bin: string, runs: nu
         }
 
         for (const [transport, list] of [['http', floors], ['fetch', fetchFloors]] as const) {
-          const floor = await measure(process.execPath, [FLOOR, fake.url, fake.token, day, transport, String(events)], env)
+          const floor = await measureWithServers(engine, process.execPath, [FLOOR, fake.url, fake.token, day, transport, String(events)], env)
           if (floor.code !== 0) throw new Error(`the ${transport} floor for ${day} exited ${floor.code}`)
           list.push(floor)
         }
@@ -143,13 +160,15 @@ export async function bigDay(out: (line?: string) => void, bin: string, runs: nu
 
       const floor = median(floors.map((r) => r.seconds))
       figures[day] = {on: median(on.map((r) => r.seconds)), off: median(off.map((r) => r.seconds)), onRss: median(on.map((r) => r.maxRssMb)), offRss: median(off.map((r) => r.maxRssMb)), floor}
-      const row = (what: string, list: Measurement[], judged = true) => ({
+      const row = (what: string, list: Run[], judged = true) => ({
         events,
         run: what,
         'wall (s)': spread(list.map((r) => r.seconds)),
         'events/s': events ? Math.round(events / median(list.map((r) => r.seconds))) : '-',
         'peak RSS (MB)': spread(list.map((r) => r.maxRssMb), 0),
         'CPU (s)': spread(list.map((r) => r.cpuSeconds)),
+        ...(engine.database ? {'DB server CPU (s)': spread(list.map((r) => r.serverCpu))} : {}),
+        'fake API CPU (s)': spread(list.map((r) => r.apiCpu)),
         'x floor': judged ? (median(list.map((r) => r.seconds)) / floor).toFixed(2) : '-',
       })
       rows.push(row('store on', on), row('EVENT_STORE=off', off), row('floor (node:http)', floors), row('floor (fetch)', fetchFloors, false))
@@ -159,7 +178,7 @@ export async function bigDay(out: (line?: string) => void, bin: string, runs: nu
   }
 
   out(table(rows))
-  out(`     median (min–max) of ${runs} runs each; CPU is the process's own (user + system), not the database server's`)
+  out(`     median (min–max) of ${runs} runs each; CPU is the process's own (user + system)${engine.database ? ", DB server CPU its database's backends'" : ' (the engine runs inside it)'}, fake API CPU this bench process's (it serves the pages) — all on ${cpus().length} cores`)
   const big = figures[bigDate]
   const small = figures[smallDate]
   const none = figures[emptyDate]
