@@ -1,6 +1,7 @@
 /**
  * A real browser (Debian's Chromium, driven by playwright-core) against the real app and a real
- * database: filter, select two records, delete them through the confirmation page.
+ * database: filter, select two records, delete them through the confirmation page; search the
+ * stored events and open one.
  */
 import {existsSync, mkdirSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
@@ -15,6 +16,7 @@ import type {Database} from '../src/lib/db/schema.js'
 import {buildApp} from '../src/lib/web/app.js'
 import {captureLogger} from './support/capture.js'
 import {clearLog, insertRecord, openTestDb} from './support/db.js'
+import {sampleEvent, seedEvents} from './support/event-seed.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/', import.meta.url))
@@ -107,14 +109,60 @@ describe('status page in a real browser', function () {
     await context.close()
   })
 
+  it('searches the stored events and opens one, its JSON pretty-printed', async () => {
+    await seedEvents(db, '2025-09-27', [1, 2, 3].map((n) => sampleEvent('2025-09-27', n)))
+    await seedEvents(db, '2025-09-28', [
+      sampleEvent('2025-09-28', 4, {id: 'evt-destroy-web', action: 'destroy', actor: {email: 'mallory@example.com'}, app: {name: '<b>web</b>'}}),
+      sampleEvent('2025-09-28', 5),
+    ])
+    const context = await browser.newContext({httpCredentials: AUTH, viewport: {width: 1280, height: 1000}})
+    const page = await context.newPage()
+    const consoleErrors: string[] = []
+    page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()))
+
+    await page.goto(url)
+    await page.click('nav a:has-text("Events")')
+    await page.waitForURL(/\/events$/)
+    expect(await page.locator('a.event-link').count()).to.equal(5)
+
+    await page.fill('input[name="actor"]', 'mallory@example.com')
+    await page.fill('input[name="from"]', '2025-09-28')
+    await page.click('button:has-text("Search")')
+    await page.waitForURL(/actor=mallory%40example\.com/)
+    expect(await page.locator('a.event-link').allTextContents()).to.deep.equal(['evt-destroy-web'])
+    const row = page.locator('tbody tr').first()
+    expect(await row.textContent()).to.include('app.destroy').and.include('<b>web</b>')
+    expect(await page.inputValue('input[name="actor"]'), 'the form keeps the search').to.equal('mallory@example.com')
+    mkdirSync(ARTIFACTS, {recursive: true})
+    await page.screenshot({path: `${ARTIFACTS}events.png`, fullPage: true})
+
+    await page.click('a.event-link')
+    await page.waitForURL(/\/events\/evt-destroy-web$/)
+    const shown = await page.locator('pre.event-json').textContent()
+    expect(shown).to.equal(JSON.stringify(JSON.parse(shown!), null, 2))
+    expect(JSON.parse(shown!)).to.deep.include({id: 'evt-destroy-web', action: 'destroy', app: {name: '<b>web</b>'}})
+    await page.screenshot({path: `${ARTIFACTS}event.png`, fullPage: true})
+
+    // The event links to its day's other events.
+    await page.click('a[href="/events?from=2025-09-28&to=2025-09-28"]')
+    await page.waitForURL(/from=2025-09-28&to=2025-09-28$/)
+    expect(await page.locator('a.event-link').allTextContents()).to.deep.equal(['2025-09-28-0005', 'evt-destroy-web'])
+    expect(consoleErrors, 'no CSP violation or script error').to.deep.equal([])
+    await context.close()
+  })
+
   it('works at phone width', async () => {
+    await seedEvents(db, '2025-09-28', [sampleEvent('2025-09-28', 1, {actor: {email: `a-rather-long-name.${'x'.repeat(40)}@example.com`}})])
     const context = await browser.newContext({httpCredentials: AUTH, viewport: {width: 375, height: 800}})
     const page = await context.newPage()
-    await page.goto(url)
-    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
-    expect(overflow, 'no sideways scrolling of the whole page').to.be.at.most(0)
     mkdirSync(ARTIFACTS, {recursive: true})
-    await page.screenshot({path: `${ARTIFACTS}status-page-phone.png`, fullPage: true})
+    for (const [path, shot] of [['/', 'status-page-phone'], ['/events', 'events-phone'], ['/events/2025-09-28-0001', 'event-phone']]) {
+      await page.goto(`${url}${path}`)
+      const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
+      expect(overflow, `no sideways scrolling of the whole page at ${path}`).to.be.at.most(0)
+      await page.screenshot({path: `${ARTIFACTS}${shot}.png`, fullPage: true})
+    }
+
     await context.close()
   })
 })

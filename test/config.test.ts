@@ -59,6 +59,11 @@ describe('configuration', () => {
     expect(loadConfig({...base, DYNO: 'web.1'}).database.kind).to.equal('postgres')
   })
 
+  it('reads HEROKU_API_MAX_PAGE_BYTES, leaving the default (32 MiB) to the client when unset', () => {
+    expect(loadConfig({...base, HEROKU_API_MAX_PAGE_BYTES: '67108864'}, {needsHeroku: true}).heroku?.maxPageBytes).to.equal(64 * 1024 * 1024)
+    expect(loadConfig(base, {needsHeroku: true}).heroku?.maxPageBytes).to.equal(undefined)
+  })
+
   it('does not ask for the API settings unless the command needs them', () => {
     expect(loadConfig({DATABASE_URL: base.DATABASE_URL}).heroku).to.equal(undefined)
   })
@@ -76,6 +81,8 @@ describe('configuration', () => {
     ['a bad type filter', {FILTER_TYPE: 'app create'}, /FILTER_TYPE/],
     ['a bad log level', {LOG_LEVEL: 'loud'}, /LOG_LEVEL "loud" is not a log level/],
     ['a bad timeout', {HEROKU_API_TIMEOUT: '0'}, /HEROKU_API_TIMEOUT "0" is not a whole number/],
+    ['a page cap below a real page', {HEROKU_API_MAX_PAGE_BYTES: '1000'}, /^HEROKU_API_MAX_PAGE_BYTES "1000" is not a whole number from 1048576 to 268435456$/],
+    ['a page cap that is not a number of bytes', {HEROKU_API_MAX_PAGE_BYTES: '64MB'}, /^HEROKU_API_MAX_PAGE_BYTES "64MB" is not a whole number/],
   ]
   for (const [what, change, message] of refusals) {
     it(`refuses ${what} with one line naming the variable and a fix`, () => {

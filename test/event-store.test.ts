@@ -128,6 +128,33 @@ describeOnEngines('the event store', (engine) => {
     expect(names.rows.map((r) => r.name)).to.deep.equal(['audit_events_y2024m02', 'audit_events_y2024m03'])
   })
 
+  // The embedded engine is one session: nothing else can hold its table.
+  const onServer = engine.name === 'postgres' ? it : () => {}
+  onServer('waits only briefly for a table held by a day being stored: creating a month retries, dropping one is left for next time', async () => {
+    await ensurePartitions(db, ['2023-01-15', '2023-03-15'])
+    await store(db, '2023-01-15', [event('2023-01-15', 1)])
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    // Another run's day, in its transaction, holding audit_events.
+    const holding = eventStoreFor(db).transaction(async (_trx, append) => {
+      await append(records('2023-03-15', [event('2023-03-15', 1)]))
+      await released
+    })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const pruned = await pruneEvents(db, '2023-03-01')
+    expect(pruned.busyPartitions).to.include('audit_events_y2023m01')
+    expect(pruned.droppedPartitions).not.to.include('audit_events_y2023m01')
+    const creating = ensurePartitions(db, ['2023-05-01'])
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    release()
+    await holding
+    await creating
+    const again = await pruneEvents(db, '2023-03-01')
+    expect(again.droppedPartitions).to.include('audit_events_y2023m01')
+    const made = await sql<{name: string | null}>`SELECT to_regclass('audit_events_y2023m05')::text AS name`.execute(db)
+    expect(made.rows[0].name).to.equal('audit_events_y2023m05')
+  })
+
   describe('searching', () => {
     const days = ['2025-09-01', '2025-09-02', '2025-10-01']
 
@@ -182,6 +209,7 @@ describeOnEngines('the event store', (engine) => {
       expect(stats).to.include({events: 60, oldestDay: '2025-09-01', newestDay: '2025-10-01'})
       expect(stats.bytes).to.be.greaterThan(0)
       const first = await pruneEvents(db, '2025-09-02')
+      expect(first.busyPartitions).to.deep.equal([])
       expect(first.deletedEvents).to.equal(20)
       expect(first.droppedPartitions).not.to.include('audit_events_y2025m09')
       const second = await pruneEvents(db, '2025-10-01')

@@ -226,6 +226,31 @@ describe('Heroku audit client', function () {
       expect(server.fake.requests).to.have.length(2)
     })
 
+    it('answers a 416 to its Range by asking once more without one, and follows what comes', async function () {
+      server.fake.script([{kind: 'status', status: 416}])
+      const {client, notices} = clientFor(server.fake)
+      const pages = await fetchAll(client, BIG_DAY)
+
+      expect(ids(pages.flatMap((page) => page.events))).to.deep.equal(ids(bigDay))
+      // Without a Range the fake pages by its own default of 200, and the client follows its Next-Range.
+      expect(server.fake.requests.slice(0, 3).map((r) => r.range)).to.deep.equal(['id ..; max=1000;', undefined, `id ]${bigDay[199].id}..; max=200;`])
+      expect(notices).to.have.length(1)
+      expect(notices[0]).to.include({kind: 'retry', waitMs: 0})
+      expect(notices[0]).to.have.property('reason').that.matches(/416 requested_range_not_satisfiable.*the API refused the paging Range.*asking once more without a Range header/)
+    })
+
+    it('fails with the 416 when the request without a Range is refused too, after two requests', async function () {
+      server.fake.script([{kind: 'status', status: 416}, {kind: 'status', status: 416}])
+      const {client, waits} = clientFor(server.fake)
+      const error = await fetchFailure(client, SMALL_DAY)
+
+      expect(error.kind).to.equal('http')
+      expect(error.details).to.include({status: 416, errorId: 'requested_range_not_satisfiable'})
+      expect(error.message).to.match(/the API refused the paging Range/)
+      expect(server.fake.requests.map((r) => r.range)).to.deep.equal(['id ..; max=1000;', undefined])
+      expect(waits).to.deep.equal([])
+    })
+
     describe('against an API that never pages', function () {
       const unpaged = useFakeHeroku({paging: false})
 
@@ -421,7 +446,6 @@ describe('Heroku audit client', function () {
       {status: 403, errorId: 'forbidden', advice: /must be an Enterprise Admin/},
       {status: 404, errorId: 'not_found', advice: /HEROKU_ACCOUNT_ID is wrong or not an enterprise account/},
       {status: 406, errorId: 'not_acceptable', advice: /Accept header/},
-      {status: 416, errorId: 'requested_range_not_satisfiable', advice: /paging Range/},
       {status: 422, errorId: 'invalid_params', advice: /request parameters/},
     ]
 

@@ -119,6 +119,17 @@ describe('LineEncoder', () => {
     expect(encoder.encode(events, page).toString()).to.equal(events.map((e) => `${JSON.stringify(e)}\n`).join(''))
     expect(new LineEncoder('text', 8).encode(events).toString()).to.equal(events.map((e) => formatEvent(e, 'text')).join(''))
   })
+
+  it('writes only the events `keep` marks (a day’s duplicates are not), cut from the bytes or serialized again', () => {
+    const few = events.slice(0, 4)
+    const keep = [true, false, true, false]
+    const kept = [few[0], few[2]]
+    const json = (list: readonly AuditEvent[]) => list.map((e) => `${JSON.stringify(e)}\n`).join('')
+    expect(new LineEncoder('json').encode(few, Buffer.from(JSON.stringify(few)), keep).toString()).to.equal(json(kept))
+    expect(new LineEncoder('json').encode(few, Buffer.from(JSON.stringify(few, null, 2)), keep).toString()).to.equal(json(kept))
+    expect(new LineEncoder('json').encode(few, undefined, keep).toString()).to.equal(json(kept))
+    expect(new LineEncoder('text').encode(few, undefined, keep).toString()).to.equal(kept.map((e) => formatEvent(e, 'text')).join(''))
+  })
 })
 
 describe('the spool', () => {

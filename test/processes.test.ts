@@ -99,7 +99,8 @@ describeWithServer('real processes', function () {
   })
 
   it('scenario 7: db reset refuses a live run, then --force clears it and the old run hits the fence', async () => {
-    fake.script([{kind: 'delay', ms: 2500}], {day: DAY})
+    // Long enough for the two resets below to run first even on a busy machine.
+    fake.script([{kind: 'delay', ms: 8000}], {day: DAY})
     const old = startCli(['process', '--date', DAY], env)
     await waitForRun('the PROCESSING row', old, async () => (await findDay(db, DAY))?.status === 'PROCESSING')
 

@@ -138,6 +138,21 @@ describeWithServer('process over many days (through oclif)', () => {
       expect(stderr).to.include('Run again in about 1 minute(s): audit-logger process --from 2025-08-05 --to 2025-08-05')
     })
 
+    it('stops at the first day the API refuses the token (401): one line saying what to fix, the rest not started, exit 1', async () => {
+      process.env.HEROKU_API_TOKEN = 'HRKU-not-the-right-token-000000000000000000'
+      const {stderr, error} = await run('process --from 2025-08-01 --to 2025-08-05')
+      expect(error?.oclif?.exit).to.equal(1)
+      expect(fake.requests, 'one request in all').to.have.length(1)
+      expect(await snapshot(db)).to.have.length(1)
+      expect((await findDay(db, '2025-08-01'))?.status).to.equal('FAILED')
+      expect(stderr).to.match(/2025-08-05 +not started/)
+      expect(stderr.match(/^Stopped: .*$/gm)).to.deep.equal([
+        'Stopped: Heroku API answered 401 unauthorized: the API token is missing, invalid or expired: set HEROKU_API_TOKEN to a valid token. ' +
+          'That is about the account, not 2025-08-01: every other day would get the same answer, so 4 day(s) were not started (left without a record). ' +
+          'Fix it, then run again: audit-logger process --from 2025-08-01 --to 2025-08-05',
+      ])
+    })
+
     it('writes each SUCCESS day to OUTPUT_DIR (or --output-dir), gzipped JSON lines', async () => {
       const envDir = mkdtempSync(join(tmpdir(), 'audit-logger-env-'))
       const flagDir = mkdtempSync(join(tmpdir(), 'audit-logger-flag-'))

@@ -32,7 +32,7 @@ import {CaptureStream, captureLogger} from './support/capture.js'
 import {describeOnEngines, insertRecord, snapshot} from './support/db.js'
 import {useJobSuite} from './support/job-suite.js'
 import {generateEvents} from './fake-heroku/events.js'
-import type {FakeHeroku} from './fake-heroku/server.js'
+import type {FakeHeroku, Fault} from './fake-heroku/server.js'
 import {usageErrorOf} from './support/helpers.js'
 
 const NOW = new Date('2025-10-01T12:00:00Z')
@@ -228,11 +228,11 @@ describeOnEngines('ranges against the fake API', (engine) => {
     return createAuditClient({apiUrl: fake.url, token: fake.token, accountId: 'acme', baseDelayMs: 5, maxDelayMs: 20, attemptTimeoutMs: 2000, maxAttempts: 2, ...overrides})
   }
 
-  function range(days: string[], options: Partial<RunRangeOptions> = {}) {
+  function range(days: string[], options: Partial<RunRangeOptions> = {}, clientOptions: Partial<AuditClientOptions> = {}) {
     const output = new CaptureStream()
     const logger = captureLogger()
     const done = runRange(
-      {db, client: client(), output, logger, progress: lineProgress(logger)},
+      {db, client: client(clientOptions), output, logger, progress: lineProgress(logger)},
       {days, format: 'json', force: false, staleAfterMinutes: 15, heartbeatIntervalMs: 1000, rateLimitReserve: 500, ...options},
     )
     return {output, logger, done}
@@ -347,6 +347,49 @@ describeOnEngines('ranges against the fake API', (engine) => {
       expect(result.stopped).to.deep.equal({reason: 'signal', daysLeft: 2})
       expect(result.exitCode).to.equal(1)
       expect(await findDay(db, '2025-05-03')).to.equal(undefined)
+    })
+
+    const accountWide: {name: string; fault?: Fault; client?: Partial<AuditClientOptions>; problem: string}[] = [
+      {
+        name: 'a wrong token (401)',
+        client: {token: 'HRKU-not-the-right-token-000000000000000000'},
+        problem: 'Heroku API answered 401 unauthorized: the API token is missing, invalid or expired: set HEROKU_API_TOKEN to a valid token',
+      },
+      {name: 'a delinquent account (402)', fault: {kind: 'status', status: 402}, problem: 'Heroku API answered 402 delinquent: the account is delinquent: settle its billing'},
+      {name: 'a user who is not an Enterprise Admin (403)', fault: {kind: 'status', status: 403}, problem: "Heroku API answered 403 forbidden: the token's user must be an Enterprise Admin of the account"},
+      {
+        name: 'an unknown account (404)',
+        client: {accountId: 'no-such-account'},
+        problem: 'Heroku API answered 404 not_found: HEROKU_ACCOUNT_ID is wrong or not an enterprise account',
+      },
+    ]
+    for (const {name, fault, client: clientOptions, problem} of accountWide) {
+      it(`stops at the first day on ${name}: that day FAILED, the rest not started (no record), exit 1`, async () => {
+        const days = daysBetween('2025-05-01', '2025-05-04')
+        if (fault) fake.script([fault])
+        const {done} = range(days, {}, clientOptions)
+        const result = await done
+        expect(result.results.map((r) => r.outcome)).to.deep.equal(['failed', 'not-started', 'not-started', 'not-started'])
+        expect(result.stopped).to.deep.equal({reason: 'account', daysLeft: 3, day: '2025-05-01', problem})
+        expect(result.exitCode).to.equal(1)
+        expect(fake.requests, 'one request in all').to.have.length(1)
+        expect((await findDay(db, '2025-05-01'))?.status).to.equal('FAILED')
+        for (const day of days.slice(1)) expect(await findDay(db, day), day).to.equal(undefined)
+        const summary = renderRangeSummary(result, {rerun: 'audit-logger process --from 2025-05-02 --to 2025-05-04'})
+        expect(summary).to.match(/2025-05-02 +not started +- +- +- +the API refused the token or account/)
+        expect(summary).to.include(
+          `Stopped: ${problem}. That is about the account, not 2025-05-01: every other day would get the same answer, so 3 day(s) were not started (left without a record). ` +
+            'Fix it, then run again: audit-logger process --from 2025-05-02 --to 2025-05-04',
+        )
+      })
+    }
+
+    it('goes on after an answer about one day (422), and after an account-wide one on the last day', async () => {
+      fake.script([{kind: 'status', status: 422}], {day: '2025-05-01'})
+      fake.script([{kind: 'status', status: 403}], {day: '2025-05-03'})
+      const result = await range(daysBetween('2025-05-01', '2025-05-03')).done
+      expect(result.results.map((r) => r.outcome)).to.deep.equal(['failed', 'success', 'failed'])
+      expect(result.stopped).to.equal(undefined)
     })
 
     it('turns an exception of one day (e.g. the database) into that day’s ERROR and goes on', async () => {

@@ -53,6 +53,34 @@ describeWithServer('serve (a real process)', function () {
     )
   })
 
+  it('passes DYNO and EVENT_STORE to the events views: refused on a dyno without credentials, "the store is off" when off', async () => {
+    const start = async (env: Record<string, string>) => {
+      const port = await freePort()
+      const server = startCli(['serve'], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, PORT: String(port), ...env}))
+      let stderr = ''
+      server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+      await waitUntil('the server listening', () => stderr.includes('listening'), 15_000)
+      return {server, port, stderr: () => stderr}
+    }
+
+    const [dyno, off] = await Promise.all([start({DYNO: 'web.1'}), start({EVENT_STORE: 'off'})])
+    try {
+      expect(dyno.stderr()).to.match(/until then the events views are refused on a dyno/)
+      const refused = await fetch(`http://127.0.0.1:${dyno.port}/api/events`)
+      expect(refused.status).to.equal(403)
+      expect(((await refused.json()) as {error: string}).error).to.match(/set STATUS_PAGE_USERNAME and STATUS_PAGE_PASSWORD/)
+      expect((await fetch(`http://127.0.0.1:${dyno.port}/`)).status, 'the processing log stays read-only for all').to.equal(200)
+
+      expect(off.stderr()).to.match(/until then the events views answer only this machine/)
+      const storeOff = await fetch(`http://127.0.0.1:${off.port}/api/events`)
+      expect(storeOff.status).to.equal(404)
+      expect(((await storeOff.json()) as {error: string}).error).to.match(/^The event store is off \(EVENT_STORE=off\)/)
+    } finally {
+      for (const {server} of [dyno, off]) server.kill('SIGTERM')
+      await Promise.all([dyno.server.result, off.server.result])
+    }
+  })
+
   it('serves reads from memory yet shows a change made by another process once it commits', async () => {
     const port = await freePort()
     const server = startCli(['serve'], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, PORT: String(port)}))

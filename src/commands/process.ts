@@ -15,7 +15,9 @@ import {OUTPUT_FORMATS, type OutputFormat} from '../lib/output/format-event.js'
 import {dayReportLine} from '../lib/processing/day-report.js'
 import {type Plan, type PlanMode, catchUpWindow, planDays, renderPlan} from '../lib/processing/plan.js'
 import {type DayResult, exitCodeFor, processDay} from '../lib/processing/process-day.js'
+import {type EventStore, ensurePartitions, eventStoreFor} from '../lib/db/event-store.js'
 import {retryOnLostConnection} from '../lib/processing/database-failure.js'
+import {applyRetention, retentionLine} from '../lib/processing/retention.js'
 import {createProgress} from '../lib/processing/progress.js'
 import {type RerunFlags, rerunCommand} from '../lib/processing/rerun.js'
 import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
@@ -161,8 +163,9 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     }
 
     process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
+    const store = settings.store.enabled ? eventStoreFor(db) : undefined
     try {
-      if (target.mode === 'date') return await this.runDay(db, heroku, target.from, run, cancel.signal)
+      if (target.mode === 'date') return await this.runDay(db, heroku, target.from, {...run, store}, cancel.signal)
       // Read-only, so safe to try again on a fresh connection if its own was killed.
       const plan = await retryOnLostConnection(() => planDays(db, planOptions))
       const quiet = !flags.verbose && QUIET_LEVELS.has(settings.logLevel ?? 'info')
@@ -173,9 +176,24 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
         staleAfterMinutes: staleAfterMinutes === DEFAULT_STALE_AFTER_MINUTES ? undefined : staleAfterMinutes,
         verbose: flags.verbose,
       }
-      return await this.runRange(db, heroku, plan, {...run, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags}, cancel.signal)
+      // Every month the range needs is made before any day holds the table (see ensurePartitions).
+      if (store) await ensurePartitions(db, plan.attempt).catch((error: unknown) => this.logger.warn(`event store: ${safeErrorMessage(error)}; each day tries again`))
+      const ranged = {...run, store, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags}
+      return await this.runRange(db, heroku, plan, ranged, cancel.signal)
     } finally {
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
+      // Stopped by a signal: leave at once; the next run applies retention.
+      if (!cancel.signal.aborted) await this.retention(db, settings.store.retentionDays)
+    }
+  }
+
+  /** Removes the events of days older than EVENT_RETENTION_DAYS; never changes the exit code. */
+  private async retention(db: Kysely<Database>, retentionDays: number): Promise<void> {
+    try {
+      const line = retentionLine(await applyRetention(db, retentionDays), retentionDays)
+      if (line) this.logger.info(line)
+    } catch (error) {
+      this.logger.warn(`retention: could not remove old events now (${safeErrorMessage(error)}); the next run tries again`)
     }
   }
 
@@ -218,12 +236,13 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     db: Kysely<Database>,
     heroku: HerokuConfig,
     day: string,
-    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string},
+    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string; store?: EventStore},
     signal: AbortSignal,
   ): Promise<DayResult> {
     const client = this.client(heroku, () => this.logger, () => day)
     this.logger.info(`processing ${day}${run.force ? ' (forced)' : ''}`)
-    const result = await processDay({db, client, output: process.stdout, logger: this.logger}, {day, ...run, signal})
+    const {store, ...options} = run
+    const result = await processDay({db, client, output: process.stdout, logger: this.logger, store}, {day, ...options, signal})
     const line = dayReportLine(result)
     this.logger[line.level](line.message)
     if (exitCodeFor([result.outcome]) !== EXIT.ok) this.exit(EXIT.failed)
@@ -240,6 +259,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       staleAfterMinutes: number
       heartbeatIntervalMs: number
       outputDir?: string
+      store?: EventStore
       days?: number
       reserve?: number
       quiet: boolean
@@ -265,7 +285,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     let current = plan.attempt[0]
     const client = this.client(heroku, () => log, () => current)
     const result = await runRange(
-      {db, client, output: process.stdout, logger: this.logger, progress},
+      {db, client, output: process.stdout, logger: this.logger, progress, store: run.store},
       {
         days: plan.attempt,
         format: run.format,

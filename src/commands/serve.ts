@@ -11,11 +11,12 @@ import {buildApp} from '../lib/web/app.js'
 import {readVersionInfo} from '../lib/web/version.js'
 
 export default class Serve extends BaseCommand {
-  static override summary = 'serve the status page: the processing log, its summary, a 90-day calendar, deletes'
+  static override summary = 'serve the status page: the processing log, its summary, a 90-day calendar, deletes, and the stored events'
 
   static override description = `Listens on 0.0.0.0:$PORT (default 3000). With STATUS_PAGE_USERNAME and \
 STATUS_PAGE_PASSWORD set, every route but /healthz needs HTTP basic auth and records can be deleted; with neither, the \
-page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish in-flight requests, then exit.`
+page is read-only, and the events views (personal data) answer only requests from this machine, and none on a \
+Heroku dyno. Applies pending migrations first; SIGTERM and SIGINT finish in-flight requests, then exit.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
@@ -33,13 +34,14 @@ page is read-only. Applies pending migrations first; SIGTERM and SIGINT finish i
     const db = await this.openDb()
     await this.migrate(db)
     if (!web.auth) {
-      this.logger.warn('the status page is read-only: set STATUS_PAGE_USERNAME and STATUS_PAGE_PASSWORD to require sign-in and enable deleting')
+      const events = web.onDyno ? 'the events views are refused on a dyno' : 'the events views answer only this machine'
+      this.logger.warn(`the status page is read-only: set STATUS_PAGE_USERNAME and STATUS_PAGE_PASSWORD to require sign-in and enable deleting (until then ${events})`)
     }
 
     const root = this.config.root
     const version = readVersionInfo(process.env, {buildInfoPath: join(root, 'build-info.json'), projectDir: root, packageVersion: this.config.version})
     const changes = changeFeedFor(settings.database, this.logger)
-    const app = await buildApp({db, config: web, version, logger: this.logger, changes})
+    const app = await buildApp({db, config: web, version, logger: this.logger, changes, store: settings.store})
 
     // Heroku sends SIGTERM on every restart and allows 30 s: finish in-flight requests, then exit.
     // Answers sent while closing end their keep-alive connection, so close() need not wait it out.

@@ -30,6 +30,8 @@ export interface HerokuConfig {
   attemptTimeoutMs?: number
   /** Tries per request (HEROKU_API_MAX_ATTEMPTS). */
   maxAttempts?: number
+  /** The most bytes one page may hold once decoded (HEROKU_API_MAX_PAGE_BYTES). */
+  maxPageBytes?: number
 }
 
 /** A PostgreSQL server, from DATABASE_URL. */
@@ -91,6 +93,13 @@ export interface Config {
 }
 
 export const DEFAULT_HEROKU_API_URL = 'https://api.heroku.com'
+
+/**
+ * Bounds of HEROKU_API_MAX_PAGE_BYTES: a real page of 1000 events is about 1 MB, so less than
+ * 1 MiB would fail real days; a page is held several times over while parsed, so more than
+ * 256 MiB could take gigabytes.
+ */
+export const PAGE_BYTES_RANGE = {min: 1024 * 1024, max: 256 * 1024 * 1024} as const
 
 /**
  * Reads `.env` from `dir`, as the old tool did, without overriding variables already set.
@@ -230,6 +239,7 @@ function readHeroku(env: Env): HerokuConfig {
     apiVersion,
     attemptTimeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
     maxAttempts: readPositiveInteger(env, 'HEROKU_API_MAX_ATTEMPTS', 20),
+    maxPageBytes: readInteger(env, 'HEROKU_API_MAX_PAGE_BYTES', PAGE_BYTES_RANGE.min, PAGE_BYTES_RANGE.max),
   }
 }
 
@@ -322,6 +332,11 @@ export interface WebConfig {
   staleAfterMinutes: number
   /** UTC hour from which /healthz answers 503 unless yesterday is SUCCESS (HEALTH_REQUIRE_YESTERDAY_AFTER). */
   requireYesterdayAfterHour?: number
+  /**
+   * Running on a Heroku dyno (DYNO is set). Without credentials the events views (personal data)
+   * are then refused: a dyno is reachable from the internet. loadWebConfig always sets it.
+   */
+  onDyno?: boolean
 }
 
 /** The status page's settings: both credentials or neither, and a valid port. */
@@ -340,5 +355,11 @@ export function loadWebConfig(env: Env, portFlag?: number): WebConfig {
   const port = portFlag ?? readPositiveInteger(env, 'PORT', 65_535) ?? 3000
   const staleAfterMinutes = readPositiveInteger(env, 'STALE_AFTER_MINUTES', MAX_STALE_AFTER_MINUTES) ?? 15
   const requireYesterdayAfterHour = readInteger(env, 'HEALTH_REQUIRE_YESTERDAY_AFTER', 0, 23)
-  return {auth: username && password ? {username, password} : undefined, port, staleAfterMinutes, requireYesterdayAfterHour}
+  return {
+    auth: username && password ? {username, password} : undefined,
+    port,
+    staleAfterMinutes,
+    requireYesterdayAfterHour,
+    onDyno: read(env, 'DYNO') !== undefined,
+  }
 }

@@ -207,3 +207,21 @@ export function generateEvents(day: string, count: number, opts: GenerateOptions
     return event
   })
 }
+
+/**
+ * Events whose payloads test a store and a page: a `\u0000` escape and a lone surrogate in
+ * `data`, emoji, 50 KB of `data`, markup and terminal controls in what users typed, an event of
+ * a type no list knows, and no optional part at all. Sorted by `created_at`, ids unique.
+ */
+export function oddEvents(day: string): AuditEvent[] {
+  const base = generateEvents(day, 6, {seed: 7})
+  const at = (k: number) => base[k].created_at
+  return [
+    {...base[0], data: {note: 'nul \u0000 inside', lone: '\ud800', emoji: '🦆🚀', crlf: 'a\r\nb'}},
+    {...base[1], data: {blob: 'x'.repeat(50_000)}},
+    {...base[2], app: {id: base[2].app?.id ?? 'app', name: '<script>alert(1)</script>'}, actor: {id: 'actor-odd', email: 'evil\u001B]0;title\u0007@example.com'}},
+    {id: base[3].id, type: 'applink_connection', action: 'create', created_at: at(3)},
+    {...base[4], request: {ip_address: '2001:db8::1'}},
+    {...base[5], team: {id: 'team-odd', name: 'ops "quoted"\ttab'}},
+  ]
+}

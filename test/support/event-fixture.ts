@@ -2,9 +2,9 @@
 import type {Kysely} from 'kysely'
 
 import {addDays, todayUtc, yesterdayUtc} from '../../src/lib/dates.js'
-import {ensurePartitions, eventRecord, eventStoreFor, eventTexts} from '../../src/lib/db/event-store.js'
 import type {Database} from '../../src/lib/db/schema.js'
 import type {AuditEvent} from '../../src/lib/heroku/types.js'
+import {seedEvents} from './event-seed.js'
 
 export const D1 = '2025-09-27'
 export const D2 = '2025-09-28'
@@ -125,25 +125,13 @@ export function keepAllFive(e: AuditEvent, leaveOut?: keyof typeof ALL_FIVE): bo
 }
 
 export async function storeDay(db: Kysely<Database>, {day, events, body}: StoredDay): Promise<void> {
-  const texts = eventTexts(events, Buffer.from(body ?? JSON.stringify(events)))
-  await ensurePartitions(db, [day])
-  await eventStoreFor(db).transaction((_trx, append) => append(events.map((e, k) => eventRecord(day, e, texts[k], k + 1))))
+  await seedEvents(db, day, body ?? events)
 }
 
 /** Stores `perDay` events of about 1.3 KB on each day, in one transaction a day. */
 export async function storeMany(db: Kysely<Database>, days: readonly string[], perDay: number): Promise<void> {
   for (const day of days) {
-    await ensurePartitions(db, [day])
-    await eventStoreFor(db).transaction(async (_trx, append) => {
-      for (let start = 0; start < perDay; start += 2500) {
-        const events = Array.from({length: Math.min(2500, perDay - start)}, (_, k) => ({
-          ...event(day, (start + k) % 24),
-          id: `${day}-big-${String(start + k).padStart(6, '0')}`,
-          data: {pad: 'x'.repeat(1000)},
-        }))
-        const texts = eventTexts(events)
-        await append(events.map((e, k) => eventRecord(day, e, texts[k], start + k + 1)))
-      }
-    })
+    const events = Array.from({length: perDay}, (_, k) => ({...event(day, k % 24), id: `${day}-big-${String(k).padStart(6, '0')}`, data: {pad: 'x'.repeat(1000)}}))
+    await seedEvents(db, day, events)
   }
 }

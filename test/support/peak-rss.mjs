@@ -1,7 +1,8 @@
-// `node --import ./test/support/peak-rss.mjs …` writes the process's peak resident set size (kB,
-// process.resourceUsage().maxRSS) to the file named by $PEAK_RSS_FILE as it exits: how a test
-// bounds a command's memory without timing anything.
+// Preloaded into a child process (NODE_OPTIONS=--import=…/peak-rss.mjs): on exit, writes its peak
+// resident set size in bytes to the file PEAK_RSS_FILE names, so a test can bound a run's memory.
 import {writeFileSync} from 'node:fs'
 import process from 'node:process'
 
-process.on('exit', () => writeFileSync(process.env.PEAK_RSS_FILE, `${process.resourceUsage().maxRSS}\n`))
+process.on('exit', () => {
+  if (process.env.PEAK_RSS_FILE) writeFileSync(process.env.PEAK_RSS_FILE, String(process.resourceUsage().maxRSS * 1024))
+})

@@ -31,19 +31,21 @@ export interface ClaimRequest {
 }
 
 export type ClaimResult =
-  | {claimed: true; row: AuditLogRow; previousStatus: ProcessStatus | null}
+  | {claimed: true; row: AuditLogRow; previousStatus: ProcessStatus | null; hasStoredEvents: boolean}
   | {claimed: false; current: AuditLogRow | undefined}
 
 /**
  * Claims a day with ONE atomic statement: inserts the row, or takes it over when it is FAILED,
  * ERROR, PROCESSING without a heartbeat for `staleAfterMinutes`, or SUCCESS with `force`.
- * Concurrent claims serialize on the unique process_date, so exactly one wins. Idempotent for its
+ * Concurrent claims serialize on the unique process_date, so exactly one wins. It also says whether
+ * the event store holds events of the day (an earlier SUCCESS, or a record deleted since), which
+ * the day's run must replace: asked here, it costs no statement of its own. Idempotent for its
  * token: a claim tried again after its connection was lost (it may have committed) finds the row
  * PROCESSING with its own token and takes it as claimed, without counting another attempt.
  */
 export async function claimDay(db: Kysely<Database>, request: ClaimRequest): Promise<ClaimResult> {
   const {day, token, staleAfterMinutes, force} = request
-  const result = await sql<AuditLogRow & {previous_status: ProcessStatus | null}>`
+  const result = await sql<AuditLogRow & {previous_status: ProcessStatus | null; has_stored_events: boolean}>`
     WITH previous AS (SELECT status, claim_token FROM audit_events_log WHERE process_date = ${day})
     INSERT INTO audit_events_log AS log
       (process_date, status, events_count, error_message, created_at, updated_at,
@@ -58,12 +60,13 @@ export async function claimDay(db: Kysely<Database>, request: ClaimRequest): Pro
        OR (${force}::boolean AND log.status = 'SUCCESS')
        OR (log.status = 'PROCESSING' AND log.claim_token = EXCLUDED.claim_token)
     RETURNING log.*,
-      (SELECT CASE WHEN previous.claim_token = log.claim_token AND previous.status = 'PROCESSING' THEN NULL ELSE previous.status END FROM previous) AS previous_status
+      (SELECT CASE WHEN previous.claim_token = log.claim_token AND previous.status = 'PROCESSING' THEN NULL ELSE previous.status END FROM previous) AS previous_status,
+      EXISTS (SELECT 1 FROM audit_events WHERE day = ${day}::date) AS has_stored_events
   `.execute(db)
   const row = result.rows[0]
   if (row) {
-    const {previous_status: previousStatus, ...claimed} = row
-    return {claimed: true, row: claimed, previousStatus}
+    const {previous_status: previousStatus, has_stored_events: hasStoredEvents, ...claimed} = row
+    return {claimed: true, row: claimed, previousStatus, hasStoredEvents}
   }
 
   return {claimed: false, current: await findDay(db, day)}

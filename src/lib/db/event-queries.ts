@@ -1,5 +1,6 @@
 import {type Expression, type ExpressionBuilder, type Kysely, type SqlBool, sql} from 'kysely'
 
+import {isLockTimeout, shortDdl} from './event-store.js'
 import type {Database, StoredEventRow} from './schema.js'
 
 /*
@@ -159,6 +160,8 @@ export async function storeStats(db: Kysely<Database>): Promise<StoreStats> {
 export interface PruneResult {
   /** Whole months dropped. */
   droppedPartitions: string[]
+  /** Months that were due but in use by a day being stored (lock timeout): the next prune drops them. */
+  busyPartitions: string[]
   /** Events deleted from the month that straddles the boundary. */
   deletedEvents: number
 }
@@ -173,17 +176,24 @@ export async function pruneEvents(db: Kysely<Database>, firstKept: string): Prom
     SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = 'audit_events'::regclass ORDER BY c.relname`.execute(db)
   const droppedPartitions: string[] = []
+  const busyPartitions: string[] = []
   for (const {name} of partitions.rows) {
     const month = /^audit_events_y(\d{4})m(\d{2})$/.exec(name)
     if (!month) continue
     const year = Number(month[1])
     const next = month[2] === '12' ? `${String(year + 1).padStart(4, '0')}-01-01` : `${month[1]}-${String(Number(month[2]) + 1).padStart(2, '0')}-01`
-    if (next <= firstKept) {
-      await sql`DROP TABLE IF EXISTS ${sql.table(name)}`.execute(db)
+    if (next > firstKept) continue
+    try {
+      await shortDdl(db, sql`DROP TABLE IF EXISTS ${sql.table(name)}`)
       droppedPartitions.push(name)
+    } catch (error) {
+      if (!isLockTimeout(error)) throw error
+      busyPartitions.push(name)
     }
   }
 
-  const deleted = await db.deleteFrom('audit_events').where('day', '<', firstKept).executeTakeFirst()
-  return {droppedPartitions, deletedEvents: Number(deleted.numDeletedRows ?? 0)}
+  // Only the month that straddles the boundary is left with days to delete; a busy month waits
+  // for the next prune rather than being emptied row by row.
+  const deleted = await db.deleteFrom('audit_events').where('day', '>=', `${firstKept.slice(0, 7)}-01`).where('day', '<', firstKept).executeTakeFirst()
+  return {droppedPartitions, busyPartitions, deletedEvents: Number(deleted.numDeletedRows ?? 0)}
 }

@@ -233,10 +233,33 @@ export function partitionOf(day: string): {name: string; from: string; to: strin
   return {name: `audit_events_y${String(year).padStart(4, '0')}m${String(month).padStart(2, '0')}`, from: `${day.slice(0, 7)}-01`, to: next}
 }
 
+/** How long DDL on audit_events waits for its lock before giving up for now (see ensurePartitions). */
+export const DDL_LOCK_TIMEOUT_MS = 2000
+const DDL_TRIES = 10
+
+/** Is this PostgreSQL's "canceling statement due to lock timeout"? */
+export function isLockTimeout(error: unknown): boolean {
+  return (error as {code?: unknown} | null)?.code === '55P03'
+}
+
+/**
+ * Runs DDL on audit_events in a short transaction of its own, waiting at most DDL_LOCK_TIMEOUT_MS
+ * for its lock. Creating or dropping a partition locks the whole table, so it waits for every day
+ * being stored meanwhile, and every reader queues behind it: a short wait keeps the status page
+ * and the other runs moving; the caller decides whether to try again.
+ */
+export async function shortDdl(db: Kysely<Database>, statement: ReturnType<typeof sql>): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    await sql`SELECT set_config('lock_timeout', ${`${DDL_LOCK_TIMEOUT_MS}ms`}, true)`.execute(trx)
+    await statement.execute(trx)
+  })
+}
+
 /**
  * Creates the month partitions these days need, each in a short transaction of its own (never
- * inside a day's, which would lock the table for the whole day). Concurrent runs serialize on an
- * advisory lock and find it made; a partition that exists costs one catalog lookup.
+ * inside a day's, which holds the table for the whole day). A partition that exists costs one
+ * catalog lookup; one made by a concurrent run meanwhile is taken as made. Tries again while
+ * other runs' days hold the table, up to about 20 s, then fails.
  */
 export async function ensurePartitions(db: Kysely<Database>, days: Iterable<string>): Promise<void> {
   const months = new Map<string, ReturnType<typeof partitionOf>>()
@@ -246,13 +269,29 @@ export async function ensurePartitions(db: Kysely<Database>, days: Iterable<stri
   }
 
   for (const {name, from, to} of months.values()) {
-    const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
-    if (found.rows[0]?.exists) continue
-    await db.transaction().execute(async (trx) => {
-      await sql`SELECT pg_advisory_xact_lock(hashtext('audit_events partitions'))`.execute(trx)
-      await sql`
-        CREATE TABLE IF NOT EXISTS ${sql.table(name)} PARTITION OF audit_events
-        FOR VALUES FROM (${sql.lit(from)}) TO (${sql.lit(to)})`.execute(trx)
-    })
+    if (madeHere.get(db)?.has(name)) continue
+    for (let tried = 1; ; tried++) {
+      const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
+      if (found.rows[0]?.exists) break
+      try {
+        await shortDdl(db, sql`CREATE TABLE IF NOT EXISTS ${sql.table(name)} PARTITION OF audit_events FOR VALUES FROM (${sql.lit(from)}) TO (${sql.lit(to)})`)
+        break
+      } catch (error) {
+        // Two runs creating the same month at once: one wins, the other finds it made next time round.
+        const raced = (error as {code?: unknown} | null)?.code === '42P07' || (error as {code?: unknown} | null)?.code === '23505'
+        if (!(raced || isLockTimeout(error)) || tried >= DDL_TRIES) {
+          throw new Error(`could not create the event store's partition ${name}: ${(error as Error).message}`)
+        }
+      }
+    }
+
+    if (!madeHere.has(db)) madeHere.set(db, new Set())
+    madeHere.get(db)!.add(name)
   }
 }
+
+/**
+ * Partitions this process has seen exist, per database: a range asks once per month, not once
+ * per day. Only retention drops partitions, and only months before the window, which no run stores into.
+ */
+const madeHere = new WeakMap<Kysely<Database>, Set<string>>()

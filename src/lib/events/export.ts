@@ -8,6 +8,7 @@ import type {AuditEvent} from '../heroku/types.js'
 import {OutputClosed, isOutputClosed} from '../output/deliver.js'
 import {formatEvent} from '../output/format-event.js'
 import {escapeControls, oneLine} from '../text.js'
+import {prettyJson} from './event-json.js'
 import {FilterError, type RawEventFilter, checkEventFilter} from './filter.js'
 
 /*
@@ -154,11 +155,13 @@ export function formatHit(hit: EventHit, format: ExportFormat, terminal = false)
   return `${terminal ? terminalSafeJson(line) : line}\n`
 }
 
-/** `events show`: the stored text as is, or pretty-printed; escaped for a terminal (the same JSON). */
+/**
+ * `events show`: the stored text as is, or pretty-printed as the status page shows it; for a
+ * terminal, with what a terminal acts on escaped (the same JSON).
+ */
 export function showText(eventJson: string, options: {pretty?: boolean; terminal?: boolean} = {}): string {
-  const event = options.pretty ? parsed(eventJson) : undefined
-  const text = event ? JSON.stringify(event, null, 2) : eventJson
-  return `${options.terminal || options.pretty ? terminalSafeJson(text) : text}\n`
+  const text = (options.pretty ? prettyJson(eventJson) : undefined) ?? eventJson
+  return `${options.terminal ? terminalSafeJson(text) : text}\n`
 }
 
 // --- streaming --------------------------------------------------------------------------------

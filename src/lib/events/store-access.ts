@@ -1,11 +1,11 @@
 import type {Kysely} from 'kysely'
 
 import type {StoreConfig} from '../config.js'
-import {type PruneResult, type StoreStats, pruneEvents, storeStats} from '../db/event-queries.js'
+import {type StoreStats, storeStats} from '../db/event-queries.js'
 import {migrationState} from '../db/migrate.js'
 import type {Database} from '../db/schema.js'
-import {addDays, todayUtc} from '../dates.js'
 import {UsageError} from '../errors.js'
+import {applyRetention} from '../processing/retention.js'
 
 /** The migration that creates audit_events: before it has run there is no store to read. */
 export const STORE_MIGRATION = '2025-10-05T00-00-00_create_audit_events'
@@ -84,34 +84,39 @@ export function renderStoreLines(report: StoreReport, created: boolean): string[
 
 // --- retention ------------------------------------------------------------------------------
 
-/** The first day whose events a retention of `retentionDays` keeps: today (UTC) minus that many days. */
-export function firstKeptDay(retentionDays: number, now: Date = new Date()): string {
-  return addDays(todayUtc(now), -retentionDays)
-}
-
+/** What `db prune` did (see applyRetention). */
 export interface PruneReport {
   firstKeptDay: string
   retentionDays: number
   /** Whole months dropped, YYYY-MM. */
   droppedMonths: string[]
+  /** Months due but in use by a day being stored: the next prune (or process run) drops them. */
+  busyMonths: string[]
   /** Events deleted from the month that straddles the boundary. */
   deletedEvents: number
 }
 
-/** Removes the events of days before the retention window (the days' records stay). */
+const month = (partition: string) => partition.replace(/^audit_events_y(\d{4})m(\d{2})$/, '$1-$2')
+
+/** Removes the events of days before the retention window now (the days' records stay). */
 export async function pruneStore(db: Kysely<Database>, retentionDays: number, now: Date = new Date()): Promise<PruneReport> {
-  const first = firstKeptDay(retentionDays, now)
-  const result: PruneResult = await pruneEvents(db, first)
-  const droppedMonths = result.droppedPartitions.map((name) => name.replace(/^audit_events_y(\d{4})m(\d{2})$/, '$1-$2'))
-  return {firstKeptDay: first, retentionDays, droppedMonths, deletedEvents: result.deletedEvents}
+  const {firstKept, pruned} = await applyRetention(db, retentionDays, now)
+  return {
+    firstKeptDay: firstKept,
+    retentionDays,
+    droppedMonths: pruned.droppedPartitions.map(month),
+    busyMonths: pruned.busyPartitions.map(month),
+    deletedEvents: pruned.deletedEvents,
+  }
 }
 
 /** What `db prune` says it did. */
 export function describePrune(report: PruneReport): string {
   const window = `days before ${report.firstKeptDay} (EVENT_RETENTION_DAYS=${report.retentionDays})`
-  if (report.droppedMonths.length === 0 && report.deletedEvents === 0) return `Nothing to prune: no stored event is of ${window}.`
   const parts: string[] = []
   if (report.droppedMonths.length > 0) parts.push(`dropped ${report.droppedMonths.length} whole month(s) (${report.droppedMonths.join(', ')})`)
   if (report.deletedEvents > 0) parts.push(`deleted ${report.deletedEvents} event(s) of the month that straddles the boundary`)
+  if (report.busyMonths.length > 0) parts.push(`left ${report.busyMonths.join(', ')} for the next prune (in use by a day being stored)`)
+  if (parts.length === 0) return `Nothing to prune: no stored event is of ${window}.`
   return `Pruned the events of ${window}: ${parts.join(' and ')}. The days' processing records stay.`
 }

@@ -1,9 +1,8 @@
 import ky, {type KyInstance} from 'ky'
 
 import type {EventFilters} from '../config.js'
-import {redact, registerSecret} from '../secrets.js'
-import {oneLine} from '../text.js'
-import {HerokuApiError, describeHttpFailure} from './errors.js'
+import {registerSecret} from '../secrets.js'
+import {HerokuApiError, QUOTE_LONG, QUOTE_SHORT, describeHttpFailure, quoted} from './errors.js'
 import type {AuditEvent, AuditPage} from './types.js'
 
 export interface AuditClientOptions {
@@ -26,6 +25,13 @@ export interface AuditClientOptions {
   attemptTimeoutMs?: number
   /** Covers the whole day: every page, retry and wait. */
   totalTimeoutMs?: number
+  /**
+   * The most bytes one page may hold once decoded (gzip undone): reading stops as soon as a body
+   * passes it, and the day fails. Bounds the memory a page can take, whatever the server sends.
+   */
+  maxPageBytes?: number
+  /** The most pages one day may take; a server still paging after that fails the day. */
+  maxPages?: number
   /** When RateLimit-Remaining falls to this, requests are spaced out by `lowRatePaceMs`. */
   lowRateLimit?: number
   /** About the pool's refill interval (75 tokens a minute). */
@@ -60,9 +66,18 @@ export const DEFAULTS = {
   retryAfterCapMs: 120_000,
   attemptTimeoutMs: 30_000,
   totalTimeoutMs: 15 * 60_000,
+  // A real page of 1000 events is 0.5–1 MB; 32 MiB is 30–60 times that (an average of 32 KB an
+  // event over a full page) and keeps a page's peak memory (bytes, text, parsed objects) in the
+  // low hundreds of MB.
+  maxPageBytes: 32 * 1024 * 1024,
+  // 1,000,000 events at 1000 a page: far above any real account's day.
+  maxPages: 1000,
   lowRateLimit: 100,
   lowRatePaceMs: 800,
 } as const
+
+/** An error body is read for its id and message only; past this it is ignored, and the status speaks alone. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024
 
 /** Sleeps, but wakes with the signal's reason as soon as it aborts. */
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -127,6 +142,80 @@ class Transient extends Error {
   }
 }
 
+/** A body that passed its cap: reading stopped there. */
+class BodyTooLarge extends Error {}
+
+/**
+ * One read of a body that settles as soon as `signal` aborts, whatever the stream does. The abort
+ * is listened for per read and let go once the read settles: one promise waiting for the whole
+ * body would keep every settled read, and so every chunk, until the body ends.
+ */
+function readOrAbort(reader: ReadableStreamDefaultReader<Uint8Array>, signal: AbortSignal): ReturnType<typeof reader.read> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason)
+      return
+    }
+
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, {once: true})
+    reader.read().then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(result)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
+}
+
+/**
+ * Reads a body to its end, or stops as soon as `signal` aborts or the decoded bytes pass
+ * `maxBytes`, cancelling the stream (which closes the connection), so a page costs at most its cap
+ * in memory and never waits past the abort. Each read races the abort itself: fetch's own abort
+ * does not reliably reach a body read, as undici holds the request's controller weakly; after a
+ * garbage collection the abort is lost and the read would wait out undici's five-minute body timeout.
+ */
+async function readBody(body: ReadableStream<Uint8Array> | null, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
+  if (body === null) return Buffer.alloc(0)
+  const reader = body.getReader()
+  const cancel = () => {
+    reader.cancel().catch(() => {})
+  }
+
+  signal.addEventListener('abort', cancel, {once: true})
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    for (;;) {
+      const {done, value} = await readOrAbort(reader, signal)
+      // A stream cancelled by the abort also reads as done: its end was never reached.
+      if (signal.aborted) throw signal.reason
+      if (done) break
+      size += value.byteLength
+      if (size > maxBytes) throw new BodyTooLarge()
+      chunks.push(value)
+    }
+  } catch (error) {
+    cancel()
+    throw error
+  } finally {
+    signal.removeEventListener('abort', cancel)
+  }
+
+  return Buffer.concat(chunks, size)
+}
+
+/** 33554432 → "32 MiB", for messages about the byte cap. */
+function formatBytes(bytes: number): string {
+  const mib = bytes / (1024 * 1024)
+  if (mib >= 1) return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`
+  return `${bytes} bytes`
+}
+
 export function createAuditClient(options: AuditClientOptions): AuditClient {
   const settings = {...DEFAULTS, ...withoutUndefined(options)}
   const sleep = options.sleep ?? abortableSleep
@@ -166,14 +255,30 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
     return params
   }
 
-  /** One request for one page; throws Transient for what may be retried. */
-  async function attempt(day: string, range: string, signal: AbortSignal, timeoutMs: number, pageNumber: number) {
-    const timeout = new AbortController()
-    const timer = setTimeout(() => timeout.abort(), timeoutMs)
-    const combined = AbortSignal.any([signal, timeout.signal])
+  /**
+   * One request for one page, its body included; throws Transient for what may be retried.
+   * `range` undefined sends no Range header.
+   */
+  async function attempt(day: string, range: string | undefined, stop: AbortSignal, timeoutMs: number, pageNumber: number) {
+    const cancelled = () => new HerokuApiError(`fetching ${day} was cancelled`, 'aborted')
+    if (stop.aborted) throw cancelled()
+    // The attempt's own controller, held by this frame until it ends and aborted explicitly by its
+    // timer or the day's stop; every wait below (the headers, each read of the body) races its abort.
+    const cut = new AbortController()
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      cut.abort()
+    }, timeoutMs)
+    const onStop = () => cut.abort()
+    stop.addEventListener('abort', onStop, {once: true})
+    const aborted = new Promise<never>((_resolve, reject) => {
+      cut.signal.addEventListener('abort', () => reject(cut.signal.reason), {once: true})
+    })
+    aborted.catch(() => {})
     const classify = (error: unknown): never => {
-      if (signal.aborted) throw new HerokuApiError(`fetching ${day} was cancelled`, 'aborted')
-      if (timeout.signal.aborted) {
+      if (stop.aborted) throw cancelled()
+      if (timedOut) {
         throw new Transient(new HerokuApiError(`Heroku API did not answer page ${pageNumber} of ${day} within ${timeoutMs / 1000} s`, 'timeout'))
       }
 
@@ -181,22 +286,48 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
     }
 
     try {
-      const response = await http.get(path, {searchParams: searchParams(day), headers: {Range: range}, signal: combined}).catch(classify)
+      const request = http.get(path, {searchParams: searchParams(day), headers: range === undefined ? {} : {Range: range}, signal: cut.signal})
+      // A response that comes after this attempt gave up is never read: cancelling it closes the connection.
+      request.then(
+        (late) => {
+          if (cut.signal.aborted) late.body?.cancel().catch(() => {})
+        },
+        () => {},
+      )
+      const response = await Promise.race([request, aborted]).catch(classify)
       const header = (name: string) => response.headers.get(name) ?? undefined
-      const requestId = header('request-id')
+      // What the server says is quoted (bounded, flattened) as it arrives, before any message holds it.
+      const requestId = quoted(header('request-id'), QUOTE_SHORT) || undefined
       const remaining = header('ratelimit-remaining')
       const rateLimitRemaining = remaining !== undefined && /^\d+$/.test(remaining) ? Number(remaining) : undefined
       const warning = header('x-heroku-warning')
-      if (warning) notify({kind: 'warning', message: oneLine(redact(warning))})
+      if (warning) notify({kind: 'warning', message: quoted(warning, QUOTE_LONG)})
+      const ok = response.status === 200 || response.status === 206
       // The bytes themselves: JSON lines can be cut from them (see AuditPage.body).
-      const body = Buffer.from(await response.arrayBuffer().catch(classify))
-      const text = bodyText(body)
+      let body: Buffer
+      try {
+        body = await readBody(response.body, ok ? settings.maxPageBytes : MAX_ERROR_BODY_BYTES, cut.signal)
+      } catch (error) {
+        if (!(error instanceof BodyTooLarge)) return classify(error)
+        if (ok) {
+          throw new HerokuApiError(
+            `Heroku API sent more than ${formatBytes(settings.maxPageBytes)} for page ${pageNumber} of ${day}${requestId ? ` (Request-Id ${requestId})` : ''}; ` +
+              'stopped reading it: a real page of 1000 events is about 1 MB (if this day really is that big, raise HEROKU_API_MAX_PAGE_BYTES)',
+            'limit',
+            {requestId},
+          )
+        }
 
-      if (response.status !== 200 && response.status !== 206) {
-        const body = parseErrorBody(text)
-        const failure = new HerokuApiError(redact(describeHttpFailure(response.status, body, requestId)), 'http', {
+        // No Heroku error body is that big: the status speaks alone.
+        body = Buffer.alloc(0)
+      }
+
+      const text = bodyText(body)
+      if (!ok) {
+        const errorBody = parseErrorBody(text)
+        const failure = new HerokuApiError(describeHttpFailure(response.status, errorBody, requestId), 'http', {
           status: response.status,
-          errorId: body.id,
+          errorId: quoted(errorBody.id, QUOTE_SHORT) || undefined,
           requestId,
         })
         if (response.status === 429 || response.status >= 500) {
@@ -215,18 +346,23 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
       }
     } finally {
       clearTimeout(timer)
+      stop.removeEventListener('abort', onStop)
     }
   }
 
   async function* fetchDay(day: string, fetchOptions: FetchDayOptions = {}): AsyncGenerator<AuditPage> {
     const deadline = now() + settings.totalTimeoutMs
-    const total = new AbortController()
-    const totalTimer = setTimeout(() => total.abort(), settings.totalTimeoutMs)
-    // Aborts a page fetched ahead when the consumer stops early.
-    const leave = new AbortController()
-    const signal = AbortSignal.any([total.signal, leave.signal, ...(fetchOptions.signal ? [fetchOptions.signal] : [])])
+    // The day's own controller, aborted explicitly by the total timeout, the caller's signal or the
+    // consumer leaving (never linked through AbortSignal.any, whose links the garbage collector may drop).
+    const stop = new AbortController()
+    const totalTimer = setTimeout(() => stop.abort(), settings.totalTimeoutMs)
+    const caller = fetchOptions.signal
+    const onCallerAbort = () => stop.abort()
+    if (caller?.aborted) stop.abort()
+    else caller?.addEventListener('abort', onCallerAbort, {once: true})
+    const signal = stop.signal
     const seenRanges = new Set<string>()
-    let range = `id ..; max=${settings.pageSize};`
+    let range: string | undefined = `id ..; max=${settings.pageSize};`
     let lastRemaining: number | undefined
 
     const totalTimeout = () =>
@@ -236,13 +372,13 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
       try {
         await sleep(ms, signal)
       } catch {
-        if (fetchOptions.signal?.aborted) throw new HerokuApiError(`fetching ${day} was cancelled`, 'aborted')
+        if (caller?.aborted) throw new HerokuApiError(`fetching ${day} was cancelled`, 'aborted')
         throw totalTimeout()
       }
     }
 
     /** One page, with every retry, wait and slow-down it needs. */
-    const fetchPage = async (pageRange: string, pageNumber: number) => {
+    const fetchPage = async (pageRange: string | undefined, pageNumber: number) => {
       for (let attemptNumber = 1; ; attemptNumber++) {
         // Slow down before the shared pool runs dry, not after: other tools use it too.
         if (lastRemaining !== undefined && lastRemaining <= settings.lowRateLimit) {
@@ -258,7 +394,7 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
           return page
         } catch (error) {
           if (!(error instanceof Transient)) {
-            if (error instanceof HerokuApiError && error.kind === 'aborted' && !fetchOptions.signal?.aborted) throw totalTimeout()
+            if (error instanceof HerokuApiError && error.kind === 'aborted' && !caller?.aborted) throw totalTimeout()
             throw error
           }
 
@@ -294,7 +430,22 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
       }
     }
 
-    let pending = fetchPage(range, 1)
+    /**
+     * The first page. The events link declares no Range, so an API may refuse ours (416): then
+     * the day is asked for once more without one, and a plain 200 array is the whole day.
+     */
+    const firstPage = async () => {
+      try {
+        return await fetchPage(range, 1)
+      } catch (error) {
+        if (!(error instanceof HerokuApiError && error.kind === 'http' && error.details.status === 416)) throw error
+        notify({kind: 'retry', attempt: 1, waitMs: 0, reason: `${error.message}; asking once more without a Range header`})
+        range = undefined
+        return fetchPage(undefined, 1)
+      }
+    }
+
+    let pending = firstPage()
     try {
       for (let pageNumber = 1; ; pageNumber++) {
         const page = await pending
@@ -304,17 +455,36 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
           return
         }
 
-        // Next-Range is opaque; a value seen before would page forever.
-        if (page.nextRange === range || seenRanges.has(page.nextRange)) {
-          yield current
+        const requestId = page.requestId ? ` (Request-Id ${page.requestId})` : ''
+        // A page with more to come holds at most what was asked for: a server that ignores the page
+        // size while paging would make every bound on the day (pages × events) meaningless.
+        if (page.events.length > settings.pageSize) {
           throw new HerokuApiError(
-            `Heroku API repeated the paging range after page ${pageNumber} of ${day}; stopped rather than loop${page.requestId ? ` (Request-Id ${page.requestId})` : ''}`,
-            'paging',
+            `Heroku API sent ${page.events.length} events on page ${pageNumber} of ${day}, more than the ${settings.pageSize} a page holds, and said more were to come (Next-Range)${requestId}; stopped rather than trust it`,
+            'malformed',
             {requestId: page.requestId},
           )
         }
 
-        seenRanges.add(range)
+        // Next-Range is opaque; a value seen before would page forever.
+        if (page.nextRange === range || seenRanges.has(page.nextRange)) {
+          yield current
+          throw new HerokuApiError(`Heroku API repeated the paging range after page ${pageNumber} of ${day}; stopped rather than loop${requestId}`, 'paging', {
+            requestId: page.requestId,
+          })
+        }
+
+        // A server that invents a new Next-Range each time would page forever too.
+        if (pageNumber >= settings.maxPages) {
+          yield current
+          throw new HerokuApiError(
+            `Heroku API still had more after ${settings.maxPages} pages of ${day}, the most one day may take (${settings.maxPages * settings.pageSize} events at ${settings.pageSize} a page)${requestId}; stopped rather than page on`,
+            'limit',
+            {requestId: page.requestId},
+          )
+        }
+
+        if (range !== undefined) seenRanges.add(range)
         range = page.nextRange
         // Ask for the next page while the consumer handles this one, so network and CPU overlap.
         pending = fetchPage(range, pageNumber + 1)
@@ -322,8 +492,9 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
         yield current
       }
     } finally {
+      caller?.removeEventListener('abort', onCallerAbort)
       // A reason made once: the default one is a DOMException, with a stack, for every day.
-      leave.abort(LEFT)
+      stop.abort(LEFT)
       clearTimeout(totalTimer)
     }
   }
@@ -376,7 +547,7 @@ function parseEvents(text: string, day: string, pageNumber: number, requestId?: 
 function networkReason(error: unknown): string {
   const {code, message, cause} = (error ?? {}) as {code?: string; message?: string; cause?: {code?: string; message?: string}}
   const reason = code ?? cause?.code ?? cause?.message ?? message ?? String(error)
-  return redact(oneLine(String(reason), 200))
+  return quoted(String(reason), 200)
 }
 
 function withoutUndefined<T extends object>(object: T): Partial<T> {

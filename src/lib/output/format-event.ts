@@ -43,6 +43,7 @@ export function formatEvent(event: AuditEvent, format: OutputFormat): string {
  * JSON lines are cut from the page's own bytes when the client passes them: each event exactly as
  * the API sent it. An event whose JSON spans several lines (pretty-printed) is serialized again,
  * and so is a page whose bytes are not valid UTF-8 or do not match the parsed events one to one.
+ * With `keep`, only the events whose entry is true are written (the day's duplicates are not).
  */
 export class LineEncoder {
   private buffer: Buffer
@@ -55,19 +56,21 @@ export class LineEncoder {
     this.buffer = Buffer.allocUnsafe(initialBytes)
   }
 
-  encode(events: readonly AuditEvent[], body?: Uint8Array): Buffer {
+  encode(events: readonly AuditEvent[], body?: Uint8Array, keep?: readonly boolean[]): Buffer {
     this.offset = 0
-    if (this.format !== 'json' || !body || !this.copyElements(events, body)) {
+    if (this.format !== 'json' || !body || !this.copyElements(events, body, keep)) {
       this.offset = 0
       const json = this.format === 'json'
-      for (const event of events) this.writeLine(json ? JSON.stringify(event) : textLine(event))
+      for (let k = 0; k < events.length; k++) {
+        if (!keep || keep[k]) this.writeLine(json ? JSON.stringify(events[k]) : textLine(events[k]))
+      }
     }
 
     return this.buffer.subarray(0, this.offset)
   }
 
   /** The API's bytes of each event, one per line; false (nothing usable written) when they do not fit. */
-  private copyElements(events: readonly AuditEvent[], body: Uint8Array): boolean {
+  private copyElements(events: readonly AuditEvent[], body: Uint8Array, keep?: readonly boolean[]): boolean {
     if (!isUtf8(body)) return false
     const spans = jsonArrayElements(body)
     if (!spans || spans.length !== events.length * 2) return false
@@ -77,6 +80,7 @@ export class LineEncoder {
       const start = spans[2 * k]
       const end = spans[2 * k + 1]
       if (body[start] !== 0x7b || body[end - 1] !== 0x7d) return false
+      if (keep && !keep[k]) continue
       const element = body.subarray(start, end)
       if (multiline && (element.includes(0x0a) || element.includes(0x0d))) {
         this.writeLine(JSON.stringify(events[k]))

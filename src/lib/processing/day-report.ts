@@ -16,7 +16,11 @@ export function dayReportLine(result: DayResult): DayReportLine {
       const file = result.file ? `; wrote ${result.file}` : ''
       const pages = `${result.pages} page${result.pages === 1 ? '' : 's'}`
       const line = `${result.day} SUCCESS: ${result.events} events in ${pages}, ${seconds}${attempt}${digest}${file}`
-      if (result.outputClosed) return {level: 'warn', message: `${line}; stdout was closed by its reader before all were written there: the whole day is in the file`}
+      if (result.outputClosed) {
+        const whole = result.stored ? `the whole day is in the event store (audit-logger events --date ${result.day})` : 'the whole day is in the file'
+        return {level: 'warn', message: `${line}; stdout was closed by its reader before all were written there: ${whole}`}
+      }
+
       return {level: 'success', message: line}
     }
 

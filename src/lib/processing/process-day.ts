@@ -2,10 +2,12 @@ import {randomUUID} from 'node:crypto'
 
 import type {Kysely} from 'kysely'
 
-import {type ClaimRequest, claimDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
+import {type ClaimRequest, claimDay, findDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
+import {type AppendEvents, type EventRecord, type EventStore, ensurePartitions, eventRecord, eventTexts} from '../db/event-store.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
-import {HerokuApiError} from '../heroku/errors.js'
+import {HerokuApiError, accountProblem} from '../heroku/errors.js'
+import type {AuditEvent} from '../heroku/types.js'
 import type {Logger} from '../logger.js'
 import {type DayFile, openDayFile} from '../output/day-file.js'
 import {OutputClosed, deliverDay} from '../output/deliver.js'
@@ -27,6 +29,12 @@ export interface ProcessDayDeps {
   openFile?: (dir: string, day: string) => Promise<DayFile>
   /** Where the day's lines wait for the fence (default: memory, then an unlinked temporary file past 4 MB); tests swap it. */
   openSpool?: () => Promise<Spool>
+  /**
+   * The event store (EVENT_STORE=on): the day's events are loaded into it while pages arrive, in
+   * one transaction that also records SUCCESS, so they are stored exactly when the day is SUCCESS.
+   * Without it, nothing is stored.
+   */
+  store?: EventStore
 }
 
 export interface ProcessDayOptions {
@@ -64,6 +72,13 @@ export interface DayResult {
   databaseUnreachable?: boolean
   /** stdout's reader went away before the day was all written: a range starts no further day then. */
   outputClosed?: boolean
+  /** SUCCESS with the event store on: the day's events are in it. */
+  stored?: boolean
+  /**
+   * The API refused the token or the account (401, 402, 403, 404), not this day: what it said and
+   * what to fix. A range starts no further day then, as each would get the same answer.
+   */
+  accountProblem?: string
 }
 
 /** Exit code for one or more outcomes: 0 done or skipped, 1 anything failed or lost. */
@@ -72,6 +87,26 @@ export function exitCodeFor(outcomes: DayOutcome[]): 0 | 1 {
 }
 
 class ClaimLost extends Error {}
+
+/**
+ * Which events of a page are the first of their id in the day (`seen` holds the day's ids so far
+ * and learns this page's): undefined when all are, the common case. A day's events are unique by
+ * id, so an id the API sends twice (on two pages, or twice on one) is written and counted once.
+ */
+function firstOfTheirId(events: readonly AuditEvent[], seen: Set<string>): boolean[] | undefined {
+  let keep: boolean[] | undefined
+  for (let k = 0; k < events.length; k++) {
+    const {id} = events[k]
+    if (!seen.has(id)) {
+      seen.add(id)
+    } else {
+      keep ??= Array.from({length: events.length}, () => true)
+      keep[k] = false
+    }
+  }
+
+  return keep
+}
 
 /**
  * The day job: claim → heartbeat → fetch every page → write → fenced finish.
@@ -127,30 +162,50 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
   let fileCommitted = false
   let spool: Spool | undefined
   let written = false
-  try {
+  const {store} = deps
+  /**
+   * Everything from the first page to the fenced SUCCESS, on `trx`: the store's transaction when
+   * the store is on (then `append` loads each page into it), else the database itself.
+   */
+  const collect = async (trx: Kysely<Database>, append?: AppendEvents): Promise<DayResult> => {
+    // A forced run (or one after a record was deleted) replaces what an earlier SUCCESS stored.
+    if (append && claim.hasStoredEvents) await inDatabase(() => trx.deleteFrom('audit_events').where('day', '=', day).execute())
     if (options.outputDir) file = await (deps.openFile ?? openDayFile)(options.outputDir, day)
     // Each page is encoded to UTF-8 lines as it arrives and spooled off the JS heap; its parsed
-    // objects are dropped at once. Only the ids stay (as strings), for the digest, which sorts them.
+    // objects are dropped at once. Only the ids stay (as strings), to drop duplicates and for the
+    // digest, which sorts them.
     spool = await (deps.openSpool ?? (() => openSpool((reason) => logger.debug(`${day}: no temporary file (${reason}); the day waits in memory`))))()
     const encoder = new LineEncoder(options.format)
     // The file always holds JSON lines, whatever stdout's format.
     const fileEncoder = file && options.format !== 'json' ? new LineEncoder('json') : undefined
-    const ids: string[] = []
+    const ids = new Set<string>()
+    let duplicates = 0
     for await (const page of client.fetchDay(day, {signal})) {
       pages++
-      events += page.events.length
+      const keep = firstOfTheirId(page.events, ids)
+      const dropped = keep ? keep.filter((kept) => !kept).length : 0
+      duplicates += dropped
+      if (append) {
+        const records = pageRecords(day, page.events, page.body, keep, events)
+        await inDatabase(() => append(records))
+      }
+
+      events += page.events.length - dropped
       rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
-      const lines = encoder.encode(page.events, page.body)
+      const lines = encoder.encode(page.events, page.body, keep)
       // The encoder's buffer is reused for the next page, so the gzip stream gets a copy.
-      if (file) await file.write(Buffer.from(fileEncoder ? fileEncoder.encode(page.events, page.body) : lines))
+      if (file) await file.write(Buffer.from(fileEncoder ? fileEncoder.encode(page.events, page.body, keep) : lines))
       await spool.write(lines)
-      for (const event of page.events) ids.push(event.id)
-      logger.debug(`${day}: page ${page.number}: ${page.events.length} events (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
+      logger.debug(`${day}: page ${page.number}: ${page.events.length} events${dropped ? ` (${dropped} seen before)` : ''} (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
     }
 
+    if (duplicates > 0) logger.warn(`${day}: the API sent ${duplicates} event(s) whose id it had already sent that day; each id is written and counted once`)
+
     clearInterval(beat)
+    // Inside the store's transaction a lost connection loses the transaction: no retry there.
+    const idempotent = {idempotent: !append}
     // Check the fence before writing, so a run that lost its claim does not write a duplicate day.
-    if (claimLost || !(await inDatabase(() => heartbeat(db, day, token), {idempotent: true}))) throw new ClaimLost()
+    if (claimLost || !(await inDatabase(() => heartbeat(trx, day, token), idempotent))) throw new ClaimLost()
     // The file is renamed into place before the fenced finish, like stdout is written before it:
     // a crash in between leaves a complete file for a day that is not SUCCESS (the next run
     // replaces it), never a SUCCESS day whose file is missing, which nothing would ever redo.
@@ -165,20 +220,33 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       written = true
     } catch (error) {
       // A reader that went away (`| head -1`) does not undo the collection when the day is whole
-      // in its file: it is recorded SUCCESS and the report says stdout missed part of it. Without a
-      // file the events reached nowhere whole, so the day fails and is fetched again.
-      if (!(error instanceof OutputClosed) || !fileCommitted) throw error
+      // elsewhere (its file, or the store, committed with the SUCCESS below): it is recorded
+      // SUCCESS and the report says stdout missed part of it. Otherwise the events reached nowhere
+      // whole, so the day fails and is fetched again.
+      if (!(error instanceof OutputClosed) || !(fileCommitted || append)) throw error
       outputClosed = error
     }
 
     await spool.close()
-    const digest = eventsDigest(ids)
-    const finished = () => finishDay(db, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
-    if (!(await inDatabase(finished, {idempotent: true}))) {
-      throw new ClaimLost()
-    }
+    const digest = eventsDigest([...ids])
+    const finished = () => finishDay(trx, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
+    if (!(await inDatabase(finished, idempotent))) throw new ClaimLost()
+    return result('success', {
+      events,
+      pages,
+      attempt,
+      digest,
+      ...(file ? {file: file.path} : {}),
+      ...(outputClosed ? {outputClosed: true} : {}),
+      ...(append ? {stored: true} : {}),
+    })
+  }
 
-    return result('success', {events, pages, attempt, digest, ...(file ? {file: file.path} : {}), ...(outputClosed ? {outputClosed: true} : {})})
+  try {
+    if (!store) return await collect(db)
+    // The month's partition is made before the day's transaction, which must not hold DDL's lock.
+    await inDatabase(() => ensurePartitions(db, [day]), {idempotent: true})
+    return await store.transaction((trx, append) => collect(trx, append))
   } catch (error) {
     clearInterval(beat)
     await spool?.close()
@@ -203,6 +271,7 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
           ? `${error.message} before the day's ${events} events were all written, and no --output-dir holds them: not delivered, so the day will be fetched again`
           : redact(error instanceof Error ? error.message : String(error))
     const unreachable = error instanceof DatabaseFailure && error.unreachable ? {databaseUnreachable: true} : {}
+    const account = accountProblem(error)
     let recorded: boolean
     try {
       recorded = await retryOnLostConnection(() => finishDay(db, {day, token, status, eventsCount: 0, errorMessage: message}))
@@ -218,10 +287,34 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       })
     }
 
-    if (!recorded) return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
+    if (!recorded) {
+      // The SUCCESS may have committed with its answer lost (a connection killed at COMMIT).
+      const row = await findDay(db, day).catch(() => undefined)
+      if (row?.status === 'SUCCESS' && row.claim_token === token) {
+        return result('success', {events: row.events_count ?? 0, pages, attempt, digest: row.events_digest ?? undefined, ...(store ? {stored: true} : {})})
+      }
+
+      return result('lost', {pages, attempt, message: `${message}; meanwhile the claim on ${day} was lost`})
+    }
+
     const closed = error instanceof OutputClosed ? {outputClosed: true} : {}
-    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable, ...closed})
+    return result(status === 'FAILED' ? 'failed' : 'error', {pages, attempt, message, ...unreachable, ...closed, ...(account ? {accountProblem: account} : {})})
   }
+}
+
+/**
+ * A page's events as the store keeps them (the first of each id only), each with its JSON text as
+ * the API sent it. `before` is how many of the day's events came before this page, to name an
+ * event the store cannot keep.
+ */
+function pageRecords(day: string, pageEvents: readonly AuditEvent[], body: Uint8Array | undefined, keep: boolean[] | undefined, before: number): EventRecord[] {
+  const texts = eventTexts(pageEvents, body)
+  const records: EventRecord[] = []
+  for (let k = 0; k < pageEvents.length; k++) {
+    if (!keep || keep[k]) records.push(eventRecord(day, pageEvents[k], texts[k], before + records.length + 1))
+  }
+
+  return records
 }
 
 /**

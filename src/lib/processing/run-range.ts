@@ -1,5 +1,6 @@
 import {type Kysely, sql} from 'kysely'
 
+import type {EventStore} from '../db/event-store.js'
 import type {Database} from '../db/schema.js'
 import type {AuditClient} from '../heroku/client.js'
 import type {Logger} from '../logger.js'
@@ -13,7 +14,7 @@ import {type Progress, outcomeLabel} from './progress.js'
 /** About how fast Heroku refills an account's pool: 4500 tokens an hour. */
 export const REFILL_PER_MINUTE = 75
 
-/** A range's day either went through the day job, or was never started (budget or signal). */
+/** A range's day either went through the day job, or was never started (budget, signal, database, output or account). */
 export type RangeOutcome = DayOutcome | 'not-started'
 
 export interface RangeDayResult extends Omit<DayResult, 'outcome'> {
@@ -25,6 +26,8 @@ export type RangeStop =
   | {reason: 'signal'; daysLeft: number}
   | {reason: 'database'; daysLeft: number; message: string}
   | {reason: 'output'; daysLeft: number}
+  /** The API refused the token or the account: `problem` says how, and what to fix. */
+  | {reason: 'account'; daysLeft: number; day: string; problem: string}
 
 export interface RangeResult {
   results: RangeDayResult[]
@@ -39,6 +42,8 @@ export interface RunRangeDeps {
   output: NodeJS.WritableStream
   logger: Logger
   progress?: Progress
+  /** The event store, when on: each day's events are kept in it (see processDay). */
+  store?: EventStore
   /** The day job; tests may wrap it. */
   processDay?: typeof processDay
   /** Does the database answer? Asked after a day failed for want of it; default `SELECT 1`. */
@@ -74,7 +79,7 @@ export function minutesToRefill(rateLimitRemaining: number, reserve: number): nu
  */
 export function rangeExitCode(results: RangeDayResult[], stopped?: RangeStop): 0 | 1 {
   const outcomes = results.map((r) => r.outcome).filter((o): o is DayOutcome => o !== 'not-started')
-  if (stopped?.reason === 'signal' || stopped?.reason === 'database' || stopped?.reason === 'output') return 1
+  if (stopped?.reason === 'signal' || stopped?.reason === 'database' || stopped?.reason === 'output' || stopped?.reason === 'account') return 1
   return exitCodeFor(outcomes)
 }
 
@@ -126,6 +131,12 @@ export async function runRange(deps: RunRangeDeps, options: RunRangeOptions): Pr
         break
       }
 
+      // A token or account the API refuses fails every day alike: stop at the first, say what to fix.
+      if (result.accountProblem !== undefined && index < options.days.length - 1) {
+        stopped = {reason: 'account', daysLeft: daysLeft - 1, day, problem: result.accountProblem}
+        break
+      }
+
       // Without a database no day can be claimed or recorded: rather than fail every day left
       // (each after a connection timeout), stop, once one probe confirms it is gone.
       if (result.databaseUnreachable && index < options.days.length - 1) {
@@ -144,6 +155,7 @@ export async function runRange(deps: RunRangeDeps, options: RunRangeOptions): Pr
     budget: 'rate budget: left for a later run',
     database: 'the database cannot be reached',
     output: 'stdout was closed',
+    account: 'the API refused the token or account',
     signal: 'interrupted before it started',
   }[stopped?.reason ?? 'signal']
   for (const day of options.days.slice(results.length)) {
@@ -158,7 +170,7 @@ async function runOne(job: typeof processDay, deps: RunRangeDeps & {logger: Logg
   const started = Date.now()
   try {
     return await job(
-      {db: deps.db, client: deps.client, output: deps.output, logger: deps.logger},
+      {db: deps.db, client: deps.client, output: deps.output, logger: deps.logger, store: deps.store},
       {
         day,
         format: options.format,
@@ -218,6 +230,11 @@ export function renderRangeSummary(result: RangeResult, options: {rerun: string}
     lines.push(`Stopped: stdout was closed by its reader, so ${stopped.daysLeft} day(s) were not started. Run again with stdout read to the end: ${options.rerun}`)
   } else if (stopped?.reason === 'database') {
     lines.push(`Stopped: the database cannot be reached (${oneLine(stopped.message, 300)}), so ${stopped.daysLeft} day(s) were not started. Run again once it is back: ${options.rerun}`)
+  } else if (stopped?.reason === 'account') {
+    lines.push(
+      `Stopped: ${stopped.problem}. That is about the account, not ${stopped.day}: every other day would get the same answer, so ${stopped.daysLeft} day(s) were not started (left without a record). ` +
+        `Fix it, then run again: ${options.rerun}`,
+    )
   }
 
   // Masked first, then each line escaped: the rerun hint quotes flags as typed (an --output-dir may hold anything).

@@ -8,13 +8,14 @@ import Fastify, {type FastifyError, type FastifyInstance, type FastifyReply, typ
 import Handlebars from 'handlebars'
 import type {Kysely} from 'kysely'
 
-import type {WebConfig} from '../config.js'
+import type {StoreConfig, WebConfig} from '../config.js'
 import type {ChangeFeed} from '../db/change-feed.js'
 import {isDatabaseUnreachable} from '../db/connection.js'
 import type {Database} from '../db/schema.js'
 import type {Logger} from '../logger.js'
 import {safeErrorMessage} from '../secrets.js'
 import {registerApiRoutes} from './api-routes.js'
+import {registerEventRoutes} from './event-routes.js'
 import {HttpError} from './http-error.js'
 import {registerPageRoutes} from './page-routes.js'
 import {type ReadCache, createReadCache} from './read-cache.js'
@@ -29,6 +30,8 @@ export interface AppDeps {
   now?: () => Date
   /** Lets reads be served from memory until the table changes; without it, every read queries. */
   changes?: ChangeFeed
+  /** The event store's setting (EVENT_STORE); when off, the events views say so. Default: on. */
+  store?: Pick<StoreConfig, 'enabled'>
 }
 
 /** What every route gets: the dependencies plus the CSRF helper (absent when read-only). */
@@ -59,7 +62,8 @@ const isApi = (request: FastifyRequest) => request.url.startsWith('/api/') || re
 /**
  * Builds the status page's Fastify instance (no listen: `serve` does that, tests inject).
  * Basic auth guards every route but /healthz when credentials are configured; without them the
- * page is read-only and the delete routes answer 403.
+ * page is read-only and the delete routes answer 403, and the events views (personal data) are
+ * served only off a dyno to this machine (see event-routes.ts).
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const context: RouteContext = {
@@ -68,7 +72,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     csrf: deps.config.auth ? createCsrf(deps.config.auth) : undefined,
     reads: createReadCache(deps.changes),
   }
-  const app = Fastify({logger: false, trustProxy: true, ajv: {customOptions: {coerceTypes: 'array', removeAdditional: true, allErrors: false}}})
+  const app = Fastify({
+    logger: false,
+    trustProxy: true,
+    // An event id may be 256 characters, more once URL-encoded; a longer one is the route's own 400, not a 404.
+    routerOptions: {maxParamLength: 16 * 1024},
+    ajv: {customOptions: {coerceTypes: 'array', removeAdditional: true, allErrors: false}},
+  })
 
   await app.register(helmet, {
     contentSecurityPolicy: {
@@ -99,6 +109,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         version: 'partials/version.hbs',
         summary: 'partials/summary.hbs',
         calendar: 'partials/calendar.hbs',
+        'event-filters': 'partials/event-filters.hbs',
       },
     },
   })
@@ -127,6 +138,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   registerPageRoutes(app, context)
   registerApiRoutes(app, context)
+  registerEventRoutes(app, context)
 
   app.setNotFoundHandler(async (request, reply) => renderError(request, reply, 404, 'There is no such page.'))
   app.setErrorHandler(async (error: FastifyError | HttpError, request, reply) => {

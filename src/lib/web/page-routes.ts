@@ -5,6 +5,7 @@ import {findDay} from '../db/audit-log-repository.js'
 import {type LogFilter, deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../db/log-queries.js'
 import {type Database, STATUSES} from '../db/schema.js'
 import type {RouteContext} from './app.js'
+import {eventsQuery} from './event-view.js'
 import {HttpError} from './http-error.js'
 import {cacheKey} from './read-cache.js'
 import {type LogQuery, assertCalendarDate, dateSchema, filterFromQuery, logQuerySchema} from './validation.js'
@@ -66,6 +67,7 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
         record,
         durationText: formatDuration(record.durationSeconds),
         columns: allColumns(row),
+        eventsHref: `/events${eventsQuery({from: date, to: date})}`,
       })
     },
   )

@@ -1,4 +1,5 @@
 import {createHash, createHmac, timingSafeEqual} from 'node:crypto'
+import {BlockList, isIP} from 'node:net'
 
 /** Equal-length digests, so neither the length nor the first differing byte leaks through timing. */
 function sameSecret(given: string, expected: string): boolean {
@@ -59,4 +60,26 @@ export function createCsrf(credentials: Credentials, now: () => number = Date.no
       return timingSafeEqual(Buffer.from(match[2]), Buffer.from(sign(match[1], dates)))
     },
   }
+}
+
+const LOOPBACK = new BlockList()
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4')
+LOOPBACK.addAddress('::1', 'ipv6')
+
+/** 127.0.0.0/8 or ::1, in any spelling; an IPv4-mapped ::ffff:127.x counts too (a dual-stack socket). */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  const family = address ? isIP(address) : 0
+  return family !== 0 && LOOPBACK.check(address!, family === 6 ? 'ipv6' : 'ipv4')
+}
+
+/**
+ * Is the client this machine? Judged by the socket's own peer, never by X-Forwarded-For (the app
+ * trusts proxies, so request.ip is whatever a client claims). A proxy or tunnel on this machine
+ * connects from loopback too, so a request it forwards for anyone else, saying so in
+ * X-Forwarded-For, is not local either.
+ */
+export function isLocalClient(socketAddress: string | undefined, forwardedFor: string | string[] | undefined): boolean {
+  if (!isLoopbackAddress(socketAddress)) return false
+  const hops = [forwardedFor ?? []].flat().flatMap((header) => header.split(','))
+  return hops.every((hop) => isLoopbackAddress(hop.trim()))
 }
