@@ -8,7 +8,7 @@ import type {AuditEvent} from '../heroku/types.js'
 import {OutputClosed, isOutputClosed} from '../output/deliver.js'
 import {formatEvent} from '../output/format-event.js'
 import {escapeControls, oneLine} from '../text.js'
-import {prettyJson} from './event-json.js'
+import {foldJsonText, prettyJson} from './event-json.js'
 import {FilterError, type RawEventFilter, checkEventFilter} from './filter.js'
 
 /*
@@ -138,14 +138,12 @@ export function terminalSafeJson(text: string): string {
 }
 
 /**
- * The stored JSON text on one line: as stored, or — for an element the API pretty-printed over
- * several lines — serialized again, as `process` does.
+ * The stored JSON text on one line: as stored, or, for an element the API pretty-printed over
+ * several lines, with its line breaks removed (the same rule as /api/events.ndjson; every other
+ * byte, big numbers and key order included, as sent).
  */
 export function jsonLine(text: string): string {
-  if (!text.includes('\n') && !text.includes('\r')) return text
-  const event = parsed(text)
-  // Outside a string, valid JSON holds CR and LF only as whitespace: a space means the same.
-  return event ? JSON.stringify(event) : text.replaceAll(/[\r\n]+/g, ' ')
+  return foldJsonText(text)
 }
 
 export function formatHit(hit: EventHit, format: ExportFormat, terminal = false): string {
