@@ -131,7 +131,7 @@ describe('the embedded database from the command line (real processes, no DATABA
 
     const status = await runCli(['db', 'status'], newcomerEnv(dataDir))
     expect(status.code, status.stderr).to.equal(0)
-    expect(status.stdout).to.match(/5 migration\(s\) pending.*\n.*db init/)
+    expect(status.stdout).to.match(/5 migration\(s\) pending.*\n.*db init.*\nEvent store: on, keeping 365 days \(EVENT_RETENTION_DAYS\)\n {2}not created yet: its migration is pending\n$/)
     expect(existsSync(dataDir), 'db status made no directory either').to.equal(false)
   })
 

@@ -20,31 +20,12 @@ import {rerunCommand} from '../src/lib/processing/rerun.js'
 import type {RangeDayResult} from '../src/lib/processing/run-range.js'
 import {generateEvents} from './fake-heroku/events.js'
 import type {FakeHeroku} from './fake-heroku/server.js'
-import {type CliResult, startCli} from './support/cli.js'
+import {expectNoCrash, runAndCloseStdout} from './support/cli.js'
 import {describeWithServer} from './support/db.js'
 import {useJobSuite} from './support/job-suite.js'
 
 /** Far more than a pipe holds (64 KB), so the writer is still writing when the reader leaves. */
 const EVENTS = 3000
-
-/** Runs the CLI and closes its stdout, as `| head -1` does, once the first bytes arrive. */
-async function runAndCloseStdout(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult & {firstChunk: string}> {
-  const run = startCli(args, env)
-  let firstChunk = ''
-  run.stdout!.removeAllListeners('data')
-  run.stdout!.once('data', (chunk: Buffer | string) => {
-    firstChunk = chunk.toString()
-    run.stdout!.destroy()
-  })
-  const result = await run.result
-  return {...result, firstChunk}
-}
-
-function expectNoCrash(result: CliResult): void {
-  expect(result.signal).to.equal(null)
-  expect(result.stderr).not.to.match(/unhandled|Unhandled 'error' event|triggerUncaughtException|write EPIPE/i)
-  expect(result.stderr, 'no stack trace').not.to.match(/^\s+at .+:\d+:\d+\)?$/m)
-}
 
 describeWithServer('stdout closed by its reader (process … | head -1)', function () {
   this.timeout(60_000)

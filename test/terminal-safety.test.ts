@@ -189,6 +189,7 @@ describe('other lines on stderr', () => {
       migrations: {applied: ['m1'], pending: []},
       window: {from: DAY, to: DAY, days: 1},
       missing: [],
+      store: {enabled: true, events: 0, oldestDay: null, newestDay: null, bytes: 0, partitions: 0, retentionDays: 365},
     }
     const table = renderStatusTable(report)
     expectControlFree(table, 'db status')

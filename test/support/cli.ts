@@ -5,6 +5,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {expect} from 'chai'
+
 export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 
 // A working directory without a .env, so a developer's own .env never leaks into a test.
@@ -41,4 +43,24 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess &
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   return startCli(args, env).result
+}
+
+/** Runs the CLI and closes its stdout, as `| head -1` does, once the first bytes arrive. */
+export async function runAndCloseStdout(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult & {firstChunk: string}> {
+  const run = startCli(args, env)
+  let firstChunk = ''
+  run.stdout!.removeAllListeners('data')
+  run.stdout!.once('data', (chunk: Buffer | string) => {
+    firstChunk = chunk.toString()
+    run.stdout!.destroy()
+  })
+  const result = await run.result
+  return {...result, firstChunk}
+}
+
+/** A run that ended by itself: no signal, no unhandled error, no EPIPE crash, no stack trace. */
+export function expectNoCrash(result: CliResult): void {
+  expect(result.signal).to.equal(null)
+  expect(result.stderr).not.to.match(/unhandled|Unhandled 'error' event|triggerUncaughtException|write EPIPE/i)
+  expect(result.stderr, 'no stack trace').not.to.match(/^\s+at .+:\d+:\d+\)?$/m)
 }

@@ -5,7 +5,11 @@ import {MAX_RANGE_DAYS} from '../../lib/dates.js'
 import {DEFAULT_STATUS_DAYS, type StatusReport, renderStatusTable, statusReport} from '../../lib/processing/status-report.js'
 
 export default class DbStatus extends BaseCommand {
-  static override summary = 'show the latest day records, the counts per status, the missing days and the migration state'
+  static override summary = 'show the latest day records, the counts per status, the missing days, the event store and the migration state'
+
+  static override description = `The event store's part: whether it is on (EVENT_STORE), how many days it keeps \
+(EVENT_RETENTION_DAYS), how many events it holds from which day to which, and its size on disk (with bytes per event, \
+to size a database plan). It only looks: no migration is applied, and an embedded database that does not exist yet is not created.`
 
   static override enableJsonFlag = true
 
@@ -27,9 +31,9 @@ export default class DbStatus extends BaseCommand {
 
   public async run(): Promise<StatusReport> {
     const {flags} = await this.parse(DbStatus)
-    this.loadSettings({verbose: flags.verbose})
+    const settings = this.loadSettings({verbose: flags.verbose})
     // A look creates nothing: an embedded database not made yet reads as empty, with every migration pending.
-    const report = await statusReport(await this.openDb({createMissing: false}), flags.limit, {days: flags.days})
+    const report = await statusReport(await this.openDb({createMissing: false}), flags.limit, {days: flags.days, store: settings.store})
     if (!this.jsonEnabled()) process.stdout.write(renderStatusTable(report))
     return report
   }

@@ -28,10 +28,25 @@ export interface EventCursor {
 
 export type EventOrder = 'newest' | 'oldest'
 
-/** What a search returns of each event: its keys and its JSON text as the API sent it. */
-export type EventHit = Pick<StoredEventRow, 'day' | 'id' | 'created_at' | 'event_json' | 'type' | 'action' | 'actor_email' | 'app_name' | 'ip_address'>
+/** What a search returns of each event: its JSON text as the API sent it, and every search column (a CSV export shows them all). */
+export type EventHit = Omit<StoredEventRow, 'collected_at'>
 
-const HIT_COLUMNS = ['day', 'id', 'created_at', 'event_json', 'type', 'action', 'actor_email', 'app_name', 'ip_address'] as const
+const HIT_COLUMNS = [
+  'day',
+  'id',
+  'created_at',
+  'event_json',
+  'type',
+  'action',
+  'actor_email',
+  'actor_id',
+  'app_name',
+  'app_id',
+  'owner_email',
+  'team_name',
+  'ip_address',
+  'account',
+] as const
 
 export interface EventPage {
   events: EventHit[]

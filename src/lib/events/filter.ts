@@ -60,3 +60,16 @@ export function checkEventFilter(raw: RawEventFilter): EventFilter {
 
   return filter
 }
+
+/**
+ * Checks an event id asked for (`events show <id>`, `/events/:id`): one no longer than the store
+ * keeps, without control characters, could be stored; anything else could never be found.
+ */
+export function checkEventId(id: string): string {
+  // Not trimmed: an id is matched exactly as the API wrote it.
+  if (id === '' || id.length > MAX_COLUMN_CHARS || CONTROL.test(id)) {
+    throw new FilterError(`id "${oneLine(id, 40)}" cannot be an event's id (1 to ${MAX_COLUMN_CHARS} characters, no control characters)`)
+  }
+
+  return id
+}

@@ -1,9 +1,10 @@
 import type {Kysely} from 'kysely'
 
-import {MAX_CATCH_UP_DAYS} from '../config.js'
+import {DEFAULT_RETENTION_DAYS, MAX_CATCH_UP_DAYS, type StoreConfig} from '../config.js'
 import {countByStatus, latestDays} from '../db/audit-log-repository.js'
 import {migrationState} from '../db/migrate.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
+import {STORE_MIGRATION, type StoreReport, renderStoreLines, storeReport} from '../events/store-access.js'
 import {shortDigest} from './events-digest.js'
 import {findMissingDays} from './gaps.js'
 import {catchUpWindow} from './plan.js'
@@ -30,12 +31,16 @@ export interface StatusReport {
   window: {from: string; to: string; days: number}
   /** Days of the window with no record at all, oldest first. */
   missing: string[]
+  /** The event store: on or off, its retention, and what it holds (empty until its migration has run). */
+  store: StoreReport
 }
 
 export interface StatusOptions {
   /** How many days, ending yesterday, to check for gaps; default 30. */
   days?: number
   now?: Date
+  /** EVENT_STORE and EVENT_RETENTION_DAYS; default on, 365 days. */
+  store?: StoreConfig
 }
 
 export const DEFAULT_STATUS_DAYS = 30
@@ -54,7 +59,10 @@ function toRecord(row: AuditLogRow): StatusRecord {
   }
 }
 
-/** What `db status` shows. Records are read only once every migration is applied. */
+/**
+ * What `db status` shows. Records are read only once every migration is applied; the store's
+ * figures as soon as its own migration has run.
+ */
 export async function statusReport(db: Kysely<Database>, limit: number, options: StatusOptions = {}): Promise<StatusReport> {
   const days = options.days ?? DEFAULT_STATUS_DAYS
   const window = {...catchUpWindow(days, options.now), days}
@@ -63,10 +71,11 @@ export async function statusReport(db: Kysely<Database>, limit: number, options:
     applied: state.filter((m) => m.executedAt).map((m) => m.name),
     pending: state.filter((m) => !m.executedAt).map((m) => m.name),
   }
-  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations, window, missing: []}
+  const store = await storeReport(db, options.store ?? {enabled: true, retentionDays: DEFAULT_RETENTION_DAYS}, migrations.applied.includes(STORE_MIGRATION))
+  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations, window, missing: [], store}
   const [rows, counts, missing] = await Promise.all([latestDays(db, limit), countByStatus(db), findMissingDays(db, window)])
   const total = Object.values(counts).reduce((sum, n) => sum + n, 0)
-  return {records: rows.map(toRecord), counts, total, migrations, window, missing}
+  return {records: rows.map(toRecord), counts, total, migrations, window, missing, store}
 }
 
 /** Consecutive days folded into runs: 2025-09-01..2025-09-07 (7 days), 2025-09-10. */
@@ -90,9 +99,11 @@ function nextDay(day: string): string {
 /** A fixed-width table; the error column is shortened to keep one record per line. */
 export function renderStatusTable(report: StatusReport): string {
   const lines: string[] = []
+  const storeCreated = report.migrations.applied.includes(STORE_MIGRATION)
   if (report.migrations.pending.length > 0) {
     lines.push(`${report.migrations.pending.length} migration(s) pending: ${report.migrations.pending.join(', ')}`)
     lines.push('Run `audit-logger db init` (or any `process`) to apply them.')
+    lines.push(...renderStoreLines(report.store, storeCreated))
     return `${lines.join('\n')}\n`
   }
 
@@ -123,6 +134,7 @@ export function renderStatusTable(report: StatusReport): string {
       : `Missing days in the last ${window.days} days (${window.from}..${window.to}): ${missing.length} — ${describeDays(missing)}. ` +
           `Run \`audit-logger process ${window.days <= MAX_CATCH_UP_DAYS ? `--catch-up --days ${window.days}` : `--from ${missing[0]} --to ${missing.at(-1)}`}\` to fetch them.`,
   )
+  lines.push(...renderStoreLines(report.store, storeCreated))
   const latest = report.migrations.applied.at(-1)
   lines.push(`Migrations: ${report.migrations.applied.length} applied, none pending${latest ? ` (latest ${latest})` : ''}`)
   return `${lines.join('\n')}\n`
