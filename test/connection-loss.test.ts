@@ -13,19 +13,8 @@ import {migrateToLatest} from '../src/lib/db/migrate.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, runCli, startCli} from './support/cli.js'
-import {ADMIN_URL, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import {admin, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
 import {freePort, waitForRun, waitUntil} from './support/helpers.js'
-
-/** A client on the admin database, named so it is never among the terminated. */
-async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({connectionString: ADMIN_URL, application_name: 'audit-logger-test'})
-  await client.connect()
-  try {
-    return await work(client)
-  } finally {
-    await client.end()
-  }
-}
 
 /** Terminates every connection the tool has to `database` (application names starting 'audit-logger', the listener's included). */
 async function terminateAll(database: string): Promise<number> {
@@ -67,6 +56,16 @@ async function rows(url: string): Promise<Array<{process_date: string; status: s
   }
 }
 
+/** `serve` as a real process on `url`, once it listens: its port, the process, and what it has said so far. */
+async function startServe(url: string): Promise<{port: number; server: ReturnType<typeof startCli>; stderr: () => string}> {
+  const port = await freePort()
+  const server = startCli(['serve'], cliEnv({DATABASE_URL: url, PORT: String(port)}))
+  let said = ''
+  server.stderr!.on('data', (chunk: Buffer) => (said += chunk.toString()))
+  await waitUntil('the server listening', () => said.includes('listening'), 20_000)
+  return {port, server, stderr: () => said}
+}
+
 function expectNoCrash(result: {stderr: string}): void {
   expect(result.stderr).not.to.match(/unhandled|UnhandledPromiseRejection|triggerUncaughtException|Unhandled 'error' event|second error/i)
   expect(result.stderr, 'no stack trace').not.to.match(/^\s+at .+:\d+:\d+\)?$/m)
@@ -94,12 +93,8 @@ describeWithServer('connections lost while in use (pg_terminate_backend)', funct
     await client.query(`INSERT INTO audit_events_log (process_date, status, events_count) SELECT d::date, 'SUCCESS', 5 FROM generate_series('2025-01-01'::date, '2025-03-31'::date, '1 day') AS d`)
     await client.end()
 
-    const port = await freePort()
-    const server = startCli(['serve'], cliEnv({DATABASE_URL: url, PORT: String(port)}))
-    let stderr = ''
-    server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const {port, server, stderr} = await startServe(url)
     try {
-      await waitUntil('the server listening', () => stderr.includes('listening'), 20_000)
       const statuses = new Map<number, number>()
       let loading = true
       // 20 concurrent request loops on a page that always reads the database.
@@ -120,7 +115,7 @@ describeWithServer('connections lost while in use (pg_terminate_backend)', funct
       loading = false
       await Promise.all(loops)
 
-      expect(server.exitCode, `the server lives on; it said: ${stderr}`).to.equal(null)
+      expect(server.exitCode, `the server lives on; it said: ${stderr()}`).to.equal(null)
       expect(killed, 'connections were terminated while in use').to.be.greaterThan(5)
       expect(statuses.get(0) ?? 0, 'no request lost its connection to the server').to.equal(0)
       const seen = [...statuses.keys()].sort()
@@ -133,7 +128,7 @@ describeWithServer('connections lost while in use (pg_terminate_backend)', funct
       const health = await fetch(`http://127.0.0.1:${port}/healthz`)
       expect(health.status).to.equal(200)
       expect(await health.json()).to.include({ok: true, database: 'reachable'})
-      expectNoCrash({stderr})
+      expectNoCrash({stderr: stderr()})
     } finally {
       server.kill('SIGTERM')
       await server.result
@@ -141,12 +136,8 @@ describeWithServer('connections lost while in use (pg_terminate_backend)', funct
   })
 
   it('serve says 503 on /healthz and on pages while the database refuses connections, and 200 once it is back', async () => {
-    const port = await freePort()
-    const server = startCli(['serve'], cliEnv({DATABASE_URL: url, PORT: String(port)}))
-    let stderr = ''
-    server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const {port, server, stderr} = await startServe(url)
     try {
-      await waitUntil('the server listening', () => stderr.includes('listening'), 20_000)
       await admin((client) => client.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`))
       await terminateAll(name)
       await waitUntil('/healthz 503', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 503)
@@ -164,7 +155,7 @@ describeWithServer('connections lost while in use (pg_terminate_backend)', funct
       await waitUntil('/healthz 200 again', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200)
       expect((await fetch(`http://127.0.0.1:${port}/`)).status).to.equal(200)
       expect(server.exitCode).to.equal(null)
-      expectNoCrash({stderr})
+      expectNoCrash({stderr: stderr()})
     } finally {
       await admin((client) => client.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`))
       server.kill('SIGTERM')

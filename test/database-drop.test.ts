@@ -13,22 +13,11 @@ import {migrateToLatest} from '../src/lib/db/migrate.js'
 import {generateEvents} from './fake-heroku/events.js'
 import {type FakeHeroku, startFakeHeroku} from './fake-heroku/server.js'
 import {type CliResult, cliEnv, startCli} from './support/cli.js'
-import {ADMIN_URL, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
+import {admin, createScratchDatabase, describeWithServer, openTestDb} from './support/db.js'
 import {waitForRun} from './support/helpers.js'
 
 const DAY = '2025-04-20'
 const EVENTS = 2500
-
-/** A client on the admin database (not the run's), named so it is never among the terminated. */
-async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({connectionString: ADMIN_URL, application_name: 'audit-logger-test'})
-  await client.connect()
-  try {
-    return await work(client)
-  } finally {
-    await client.end()
-  }
-}
 
 /** Reads the run's database with a client that is not the run's. */
 async function query<R extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<R[]> {

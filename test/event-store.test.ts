@@ -17,23 +17,9 @@ import type {Database} from '../src/lib/db/schema.js'
 import {FilterError, checkEventFilter} from '../src/lib/events/filter.js'
 import type {AuditEvent} from '../src/lib/heroku/types.js'
 import {clearLog, describeOnEngines} from './support/db.js'
+import {sampleEvent, seedEvents} from './support/event-seed.js'
 
-function event(day: string, n: number, extra: Partial<AuditEvent> = {}): AuditEvent {
-  return {
-    id: `${day}-${String(n).padStart(4, '0')}`,
-    type: n % 3 === 0 ? 'addon' : 'app',
-    action: n % 2 === 0 ? 'create' : 'destroy',
-    created_at: `${day}T${String(Math.floor(n / 60) % 24).padStart(2, '0')}:${String(n % 60).padStart(2, '0')}:00Z`,
-    actor: {id: `actor-${n % 4}`, email: `user${n % 4}@example.com`},
-    app: {id: `app-${n % 5}`, name: `app-${n % 5}`},
-    owner: {email: 'owner@example.com'},
-    enterprise_account: {id: 'ea-1', name: 'acme'},
-    team: {name: 'ops'},
-    request: {ip_address: `192.0.2.${n % 7}`},
-    data: {},
-    ...extra,
-  }
-}
+const event = sampleEvent
 
 /** A page as the API sends it: its bytes, and the events parsed from them. */
 function page(events: AuditEvent[], text = JSON.stringify(events)): {events: AuditEvent[]; body: Buffer} {
@@ -45,9 +31,9 @@ function records(day: string, events: AuditEvent[], body?: Uint8Array): EventRec
   return events.map((e, k) => eventRecord(day, e, texts[k], k + 1))
 }
 
-async function store(db: Kysely<Database>, day: string, events: AuditEvent[], body?: Uint8Array): Promise<void> {
-  await ensurePartitions(db, [day])
-  await eventStoreFor(db).transaction((_trx, append) => append(records(day, events, body)))
+/** Stores a day's events, from the page's bytes when given (as the day job does). */
+function store(db: Kysely<Database>, day: string, events: AuditEvent[], body?: Uint8Array): Promise<void> {
+  return seedEvents(db, day, body ? Buffer.from(body).toString('utf8') : events)
 }
 
 describeOnEngines('the event store', (engine) => {

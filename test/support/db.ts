@@ -42,8 +42,12 @@ function urlFor(database: string): string {
   return url.toString()
 }
 
-async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({connectionString: ADMIN_URL})
+/**
+ * Runs `work` on a client of the admin database (not a run's), named 'audit-logger-test' so that
+ * tests terminating the tool's connections ('audit-logger…') never terminate it.
+ */
+export async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({connectionString: ADMIN_URL, application_name: 'audit-logger-test'})
   await client.connect()
   try {
     return await work(client)

@@ -3,16 +3,8 @@ import type {EventFilter} from '../db/event-queries.js'
 import {MAX_COLUMN_CHARS} from '../db/event-store.js'
 import {oneLine} from '../text.js'
 
-/** What a search was asked for, as typed (CLI flags or a query string). */
-export interface RawEventFilter {
-  from?: string
-  to?: string
-  actor?: string
-  type?: string
-  action?: string
-  app?: string
-  ip?: string
-}
+/** What a search was asked for, as typed (CLI flags or a query string): the filter's fields, unchecked. */
+export type RawEventFilter = EventFilter
 
 /** A search value that cannot match anything as written: the CLI exits 2, the web answers 400. */
 export class FilterError extends Error {

@@ -399,6 +399,8 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
           }
 
           const failure = error.failure
+          // An attempt cut short by the day's deadline timed out because the day did: say so.
+          if (failure.kind === 'timeout' && left < settings.attemptTimeoutMs) throw totalTimeout()
           if (error.retryAfterMs !== undefined && error.retryAfterMs > settings.retryAfterCapMs) {
             throw new HerokuApiError(
               `${failure.message}; it asked to wait ${Math.ceil(error.retryAfterMs / 1000)} s, more than the ${settings.retryAfterCapMs / 1000} s this run will wait: run again later`,
