@@ -18,6 +18,7 @@
  * for a before/after comparison. BENCH_SEARCH_SECONDS (default 5) is the load on each search;
  * BENCH_STORE_EVENTS and BENCH_EMBEDDED_STORE_EVENTS size the seeded stores.
  */
+import {cpus, loadavg} from 'node:os'
 import {fileURLToPath} from 'node:url'
 
 import {sql} from 'kysely'
@@ -164,6 +165,8 @@ if (unknown.length > 0) {
 try {
   for (const [name, run] of Object.entries(benchmarks)) {
     if (chosen.length > 0 && !chosen.includes(name)) continue
+    // Other work on the machine moves every figure: say how busy it was.
+    out(`(${new Date().toISOString().slice(0, 19)}Z, load average ${loadavg().map((n) => n.toFixed(2)).join(' ')} on ${cpus().length} cores)`)
     await run()
     out()
   }
