@@ -94,6 +94,8 @@ function population(options: Required<Omit<BusyAccountOptions, 'lastDay' | 'even
       recast.team = teams[Math.floor(random() * teams.length)]
     }
 
+    // Now and then a rare action (a rollback, about one event in 2,000): a search for it finds few.
+    if (event.type === 'app' && random() < 0.0015) recast.action = 'rollback'
     if (event.request) {
       // Mostly from one's own addresses; now and then from anywhere (travel, a new laptop).
       const ip = random() < 0.9 ? actor.addresses[Math.floor(random() * actor.addresses.length)] : address(Math.floor(random() * 6000))

@@ -157,6 +157,7 @@ function searches(values: SearchValues): Array<{name: string; filter: EventFilte
     {name: 'ip (middling)', filter: {ip: values.typicalIp}},
     {name: `type (rarest: ${values.rarestType})`, filter: {type: values.rarestType}},
     {name: `action (rarest: ${values.rarestAction})`, filter: {action: values.rarestAction}},
+    {name: 'action matching nothing (a typo)', filter: {action: 'destory'}},
     {name: 'actor (busiest) + type app + action destroy', filter: {actor: values.busiestActor, type: 'app', action: 'destroy'}},
     {name: 'app (middling) + action destroy', filter: {app: values.typicalApp, action: 'destroy'}},
   ]
