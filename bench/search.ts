@@ -86,7 +86,8 @@ async function seed(engine: EngineName, out: (line?: string) => void): Promise<S
   let label: string
   if (engine === 'postgres') {
     const url = await createScratchDatabase('bench')
-    const db = createDb({url, ssl: 'disable'}, {max: 8})
+    // The pool `serve` has (createDb's default size).
+    const db = createDb({url, ssl: 'disable'})
     use = (work) => work(db)
     env = {DATABASE_URL: url}
     label = 'PostgreSQL 15 server'
