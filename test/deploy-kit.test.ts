@@ -87,7 +87,7 @@ describe('the Heroku deploy kit', () => {
     })
 
     it('runs bin/run.js as an executable, through its shebang and the V8 flags on it, as the Procfile does', () => {
-      expect(read('bin/run.js').split('\n')[0]).to.equal('#!/usr/bin/env -S node --max-semi-space-size=4')
+      expect(read('bin/run.js').split('\n')[0]).to.equal('#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=30')
       const run = spawnSync(join(ROOT, 'bin/run.js'), ['--version'], {encoding: 'utf8', env: {PATH: process.env.PATH}})
       expect(run.status, run.stderr).to.equal(0)
       expect(run.stdout).to.match(/^audit-logger\/\d+\.\d+\.\d+ /)

@@ -200,7 +200,11 @@ export function copyWriter(): (records: readonly EventRecord[]) => Buffer {
   }
 }
 
-/** Appends records to audit_events, within the transaction it was handed with. */
+/**
+ * Appends records to audit_events, within the transaction it was handed with. The records are
+ * encoded before it returns: the caller may drop them while the promise is pending, and must wait
+ * for it before the next call.
+ */
 export type AppendEvents = (records: readonly EventRecord[]) => Promise<void>
 
 export interface EventStore {
@@ -256,17 +260,25 @@ function postgresEventStore(pool: pg.Pool): EventStore {
         await pending
       }
 
-      // Written again only once the COPY that sent it is over (settle).
-      const rows = copyWriter()
+      // Two row buffers take turns: one is in flight while the next page is written into the other,
+      // and each is written again only once the COPY that sent it is over (settle).
+      const writers = [copyWriter(), copyWriter()]
+      let turn = 0
       try {
-        const append: AppendEvents = async (records) => {
-          if (records.length === 0) return
-          await settle()
-          const stream = client.query(copyFrom(`COPY audit_events (${COLUMNS.join(', ')}) FROM STDIN`))
-          copying = once(stream, 'finish')
-          // Surfaced by settle(); never an unhandled rejection meanwhile.
-          copying.catch(() => {})
-          stream.end(rows(records))
+        const append: AppendEvents = (records) => {
+          if (records.length === 0) return Promise.resolve()
+          // Encoded at once, before waiting: the page's records and bytes can then be dropped while
+          // the COPY in flight finishes, rather than live long enough to reach the old generation.
+          turn = 1 - turn
+          const rows = writers[turn](records)
+          return (async () => {
+            await settle()
+            const stream = client.query(copyFrom(`COPY audit_events (${COLUMNS.join(', ')}) FROM STDIN`))
+            copying = once(stream, 'finish')
+            // Surfaced by settle(); never an unhandled rejection meanwhile.
+            copying.catch(() => {})
+            stream.end(rows)
+          })()
         }
 
         return await overClient(client, settle).transaction().execute(async (trx) => {
@@ -298,7 +310,8 @@ function kyselyEventStore(db: Kysely<Database>): EventStore {
       return db.transaction().execute((trx) =>
         work(trx, async (records) => {
           if (records.length === 0) return
-          const columns = COLUMNS.map((_, k) => records.map((record) => values(record)[k]))
+          const rows = records.map((record) => values(record))
+          const columns = COLUMNS.map((_, k) => rows.map((row) => row[k]))
           await sql`
             INSERT INTO audit_events (${sql.join(COLUMNS.map((name) => sql.ref(name)))})
             SELECT * FROM unnest(

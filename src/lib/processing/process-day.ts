@@ -194,17 +194,17 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       const keep = firstOfTheirId(page.events, ids)
       const dropped = keep ? keep.filter((kept) => !kept).length : 0
       duplicates += dropped
-      if (append) {
-        const records = pageRecords(day, page.events, page.body, keep, events)
-        await inDatabase(() => append(records))
-      }
-
+      // The page goes to the store and to the spool at once; the store's promise is awaited below.
+      const records = append ? pageRecords(day, page.events, page.body, keep, events) : undefined
+      const stored = append && records ? inDatabase(() => append(records)) : undefined
+      stored?.catch(() => {})
       events += page.events.length - dropped
       rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
       const lines = encoder.encode(page.events, page.body, keep)
       // The encoder's buffer is reused for the next page, so the gzip stream gets a copy.
       if (file) await file.write(Buffer.from(fileEncoder ? fileEncoder.encode(page.events, page.body, keep) : lines))
       await spool.write(lines)
+      await stored
       logger.debug(`${day}: page ${page.number}: ${page.events.length} events${dropped ? ` (${dropped} seen before)` : ''} (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
     }
 
