@@ -2,7 +2,7 @@
 import {expect} from 'chai'
 import {type Kysely, sql} from 'kysely'
 
-import {findEvent, pruneEvents, searchEvents, storeStats, streamEvents} from '../src/lib/db/event-queries.js'
+import {findEvent, pruneEvents, searchEvents, storeStats, storedTypes, streamEvents} from '../src/lib/db/event-queries.js'
 import {
   type EventRecord,
   MAX_COLUMN_CHARS,
@@ -190,6 +190,26 @@ describeOnEngines('the event store', (engine) => {
         ),
       )
       expect(combined.events.map((e) => e.id).sort()).to.deep.equal(expected.map((e) => e.id).sort())
+    })
+
+    it('finds an action alone across every type, by the types the store holds, and nothing for an action it does not hold', async () => {
+      const stored = days.flatMap((day) => Array.from({length: 20}, (_, n) => event(day, n)))
+      const types = [...new Set(stored.map((e) => e.type))].sort()
+      expect(types.length, 'the sample has several types').to.be.greaterThan(1)
+      expect(await storedTypes(db)).to.deep.equal(types)
+      for (const action of new Set(stored.map((e) => e.action))) {
+        const found = await searchEvents(db, {action}, {limit: 100})
+        const expected = stored.filter((e) => e.action === action).map((e) => e.id)
+        expect(found.events.map((e) => e.id).sort(), action).to.deep.equal(expected.sort())
+        // Newest first: (day, created_at, id) descending.
+        const order = found.events.map((e) => `${e.day} ${e.created_at.toISOString()} ${e.id}`)
+        expect(order).to.deep.equal([...order].sort().reverse())
+      }
+
+      expect((await searchEvents(db, {action: 'destory'}, {limit: 100})).events).to.deep.equal([])
+      await sql`TRUNCATE audit_events`.execute(db)
+      expect(await storedTypes(db)).to.deep.equal([])
+      expect((await searchEvents(db, {action: 'create'}, {limit: 100})).events).to.deep.equal([])
     })
 
     it('pages newest first by cursor, with no repeats and no gaps, while another day is stored meanwhile', async () => {

@@ -11,7 +11,7 @@ import {type Kysely, sql} from 'kysely'
 import {foldJsonText} from '../src/lib/events/event-json.js'
 import {createDb} from '../src/lib/db/connection.js'
 import type {EventFilter} from '../src/lib/db/event-queries.js'
-import {migrateToLatest} from '../src/lib/db/migrate.js'
+import {migrateToLatest, migrationState, pendingMigrations} from '../src/lib/db/migrate.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {UsageError} from '../src/lib/errors.js'
 import {
@@ -234,7 +234,12 @@ describe('events: a database whose migrations are not all applied', () => {
     const db = createDb({url: await createScratchDatabase('readiness'), ssl: 'disable'})
     try {
       expect(await storeReadiness(db)).to.equal('missing')
+      // The folder's listing names the same migrations Kysely's migrator loads.
+      const all = (await migrationState(db)).map((m) => m.name)
+      expect(all).to.include('2025-10-05T00-00-00_create_audit_events')
+      expect(await pendingMigrations(db)).to.deep.equal(all)
       await migrateToLatest(db)
+      expect(await pendingMigrations(db)).to.deep.equal([])
       expect(await storeReadiness(db)).to.equal('ready')
       // As if the store were made by a newer version, and an older migration had not run.
       const earlier = '2025-10-04T00-00-00_notify_changes'

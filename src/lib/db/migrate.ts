@@ -55,3 +55,23 @@ export async function migrationState(db: Kysely<any>): Promise<MigrationState[]>
   const migrations = await createMigrator(db).getMigrations()
   return migrations.map((m) => ({name: m.name, executedAt: m.executedAt}))
 }
+
+/** A file Kysely's FileMigrationProvider takes as a migration, and the migration's name. */
+function migrationName(file: string): string | undefined {
+  if (file.endsWith('.d.ts') || file.endsWith('.d.mts')) return undefined
+  const match = /^(.*)\.(?:js|ts|mjs|mts)$/.exec(file)
+  return match?.[1]
+}
+
+/**
+ * The migrations not yet applied, oldest first, from the folder's listing and kysely_migration:
+ * unlike migrationState, no migration's code is loaded, so a command that only reads starts sooner.
+ */
+export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
+  const names = (await fs.readdir(MIGRATION_FOLDER)).map((file) => migrationName(file)).filter((name): name is string => name !== undefined)
+  const table = await sql<{exists: boolean}>`SELECT to_regclass('kysely_migration') IS NOT NULL AS exists`.execute(db)
+  // No table yet: nothing applied.
+  const applied = table.rows[0]?.exists ? (await sql<{name: string}>`SELECT name FROM kysely_migration`.execute(db)).rows : []
+  const done = new Set(applied.map((row) => row.name))
+  return names.filter((name) => !done.has(name)).sort()
+}

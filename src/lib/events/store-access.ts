@@ -2,7 +2,7 @@ import type {Kysely} from 'kysely'
 
 import type {StoreConfig} from '../config.js'
 import {type StoreStats, storeStats} from '../db/event-queries.js'
-import {migrationState} from '../db/migrate.js'
+import {pendingMigrations} from '../db/migrate.js'
 import type {Database} from '../db/schema.js'
 import {UsageError} from '../errors.js'
 import {applyRetention} from '../processing/retention.js'
@@ -23,7 +23,7 @@ export function requireStoreOn(store: StoreConfig): void {
  * reading code expects the schema they make.
  */
 export async function storeReadiness(db: Kysely<Database>): Promise<'ready' | 'missing'> {
-  const pending = (await migrationState(db)).filter((m) => !m.executedAt).map((m) => m.name)
+  const pending = await pendingMigrations(db)
   if (pending.includes(STORE_MIGRATION)) return 'missing'
   if (pending.length > 0) {
     throw new UsageError(`the database has ${pending.length} pending migration(s) (${pending.join(', ')})`, 'run `audit-logger db init` (or any `process`) to apply them')
