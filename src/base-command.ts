@@ -86,7 +86,7 @@ export abstract class BaseCommand extends Command {
       line = usage.hint ? `${usage.message} — ${usage.hint}` : usage.message
       exit = EXIT.usage
     } else {
-      line = error instanceof Errors.CLIError ? oneLineParseError(error.message) : error.message
+      line = error instanceof Errors.CLIError ? withDateHint(oneLineParseError(error.message), this.ctor.flags) : error.message
       exit = error.oclif?.exit ?? EXIT.failed
       if (!(error instanceof Errors.CLIError)) this.logger.debug(`stack: ${error.stack ?? ''}`)
     }
@@ -100,4 +100,11 @@ export abstract class BaseCommand extends Command {
     await this.closeDb().catch(() => {})
     return super.finally(error)
   }
+}
+
+/** `process 2025-09-28`: a day given as an argument to a command that takes it as --date says so. */
+function withDateHint(line: string, flags: Record<string, unknown> | undefined): string {
+  const day = /^Unexpected arguments?: (\d{4}-\d{2}-\d{2})\b/.exec(line)?.[1]
+  if (!day || !flags || !('date' in flags)) return line
+  return `unexpected argument ${day}: a day is given as --date ${day} (or a range as --from and --to)`
 }

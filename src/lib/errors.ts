@@ -31,6 +31,37 @@ export function oneLineParseError(message: string): string {
     .filter((line) => line !== '' && line !== 'See more help with --help' && !/^The following errors? occurred:$/.test(line))
   const parsing = /^Parsing (--\S+)$/.exec(lines[0] ?? '')
   if (parsing && lines.length > 1) lines.splice(0, 2, `${parsing[1]}: ${lines[1]}`)
-  const text = lines.reduce((joined, line) => (joined === '' ? line : `${joined}${joined.endsWith(':') ? ' ' : '; '}${line}`), '')
+  const text = withoutRepeatedConflicts(lines).reduce((joined, line) => (joined === '' ? line : `${joined}${joined.endsWith(':') ? ' ' : '; '}${line}`), '')
   return message.includes('See more help with --help') ? `${text} — see --help` : text
+}
+
+/** oclif's "--a=x cannot also be provided when using --b": the flags' names. */
+const CONFLICT = /^--([\w-]+)(?:=\S*)? cannot also be provided when using --([\w-]+)$/
+
+/** Flag pairs that need more than "not together": what to do instead. */
+const CONFLICT_HINTS: Record<string, string> = {
+  'catch-up force': '--catch-up only fetches days not yet done, so it takes no --force; to fetch done days again, name them: --from A --to B --force',
+}
+
+/**
+ * oclif reports a conflict between two flags once from each side (`--date X --catch-up` gave it
+ * twice); each pair is said once, in plain words, with a hint where one helps.
+ */
+function withoutRepeatedConflicts(lines: string[]): string[] {
+  const said = new Set<string>()
+  const kept: string[] = []
+  for (const line of lines) {
+    const conflict = CONFLICT.exec(line)
+    if (!conflict) {
+      kept.push(line)
+      continue
+    }
+
+    const pair = [conflict[1], conflict[2]].sort().join(' ')
+    if (said.has(pair)) continue
+    said.add(pair)
+    kept.push(CONFLICT_HINTS[pair] ?? `--${conflict[2]} and --${conflict[1]} cannot be used together`)
+  }
+
+  return kept
 }
