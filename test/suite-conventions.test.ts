@@ -1,0 +1,58 @@
+/** The suite's own rules: one named file runs alone, and under CI a committed .only or .skip fails the run. */
+import {spawn} from 'node:child_process'
+import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {expect} from 'chai'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const MOCHA = join(ROOT, 'node_modules/mocha/bin/mocha.js')
+// Inside the checkout (so the config and tsx apply), in a folder git ignores.
+const PROBES = join(ROOT, 'test-artifacts', `suite-probes-${process.pid}`)
+
+function runMocha(file: string, ci: boolean): Promise<{code: number | null; output: string}> {
+  const env = {...process.env, CI: ci ? 'true' : ''}
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MOCHA, file], {cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe']})
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk))
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({code, output}))
+  })
+}
+
+function probe(name: string, body: string): string {
+  const file = join(PROBES, `${name}.test.ts`)
+  writeFileSync(file, `import assert from 'node:assert'\n${body}\n`)
+  return file
+}
+
+describe('the suite', function () {
+  // Each case starts mocha (and tsx) afresh.
+  this.timeout(60_000)
+
+  before(() => mkdirSync(PROBES, {recursive: true}))
+  after(() => rmSync(PROBES, {recursive: true, force: true}))
+
+  it('runs a file named on the command line alone', async () => {
+    const file = probe('alone', `describe('probe', () => { it('one', () => assert.equal(1, 1)); it('two', () => assert.equal(2, 2)) })`)
+    const result = await runMocha(file, false)
+    expect(result.code, result.output).to.equal(0)
+    expect(result.output).to.match(/^2 passed, 0 failed$/m)
+  })
+
+  it('fails under CI on a committed .only, and on a .skip', async () => {
+    const only = probe('only', `describe('probe', () => { it.only('one', () => assert.equal(1, 1)); it('two', () => assert.equal(2, 2)) })`)
+    const skip = probe('skip', `describe('probe', () => { it('one', () => assert.equal(1, 1)); it.skip('two', () => assert.equal(2, 2)) })`)
+    const [onlyCi, skipCi, onlyLocal] = await Promise.all([runMocha(only, true), runMocha(skip, true), runMocha(only, false)])
+    expect(onlyCi.code, onlyCi.output).to.not.equal(0)
+    expect(onlyCi.output).to.include('ERR_MOCHA_FORBIDDEN_EXCLUSIVITY')
+    expect(skipCi.code, skipCi.output).to.not.equal(0)
+    expect(skipCi.output).to.match(/pending|Pending test forbidden/i)
+    // Off CI, .only still works as a developer expects.
+    expect(onlyLocal.code, onlyLocal.output).to.equal(0)
+    expect(onlyLocal.output).to.match(/^1 passed, 0 failed$/m)
+  })
+})
