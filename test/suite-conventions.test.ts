@@ -1,18 +1,21 @@
 /** The suite's own rules: one named file runs alone, and under CI a committed .only or .skip fails the run. */
 import {spawn} from 'node:child_process'
-import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
+
+import {runTempDir} from './support/db.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const MOCHA = join(ROOT, 'node_modules/mocha/bin/mocha.js')
 // Inside the checkout (so the config and tsx apply), in a folder git ignores.
 const PROBES = join(ROOT, 'test-artifacts', `suite-probes-${process.pid}`)
 
-function runMocha(file: string, ci: boolean): Promise<{code: number | null; output: string}> {
-  const env = {...process.env, CI: ci ? 'true' : ''}
+function runMocha(file: string, ci: boolean, more: NodeJS.ProcessEnv = {}): Promise<{code: number | null; output: string}> {
+  const env = {...process.env, CI: ci ? 'true' : '', ...more}
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MOCHA, file], {cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe']})
     let output = ''
@@ -41,6 +44,17 @@ describe('the suite', function () {
     const result = await runMocha(file, false)
     expect(result.code, result.output).to.equal(0)
     expect(result.output).to.match(/^2 passed, 0 failed$/m)
+  })
+
+  it('leaves nothing in the temporary directory: what tests make there goes in the run\'s own folder, removed at the end', async () => {
+    expect(tmpdir().startsWith(runTempDir()), tmpdir()).to.equal(true)
+    const file = probe('temp', `import {mkdtempSync, writeFileSync} from 'node:fs'\nimport {tmpdir} from 'node:os'\nimport {join} from 'node:path'\ndescribe('probe', () => { it('makes a folder', () => { writeFileSync(join(mkdtempSync(join(tmpdir(), 'audit-logger-probe-')), 'f'), 'x'); assert.ok(true) }) })`)
+    const outside = mkdtempSync(join(PROBES, 'system-tmp-'))
+    const result = await runMocha(file, false, {TMPDIR: outside})
+    expect(result.code, result.output).to.equal(0)
+    expect(result.output).to.match(/^1 passed, 0 failed$/m)
+    // (tsx keeps its compile cache there, tsx-<uid>, shared by every run: not ours to remove.)
+    expect(readdirSync(outside).filter((name) => !/^tsx-\d+$/.test(name))).to.deep.equal([])
   })
 
   it('fails under CI on a committed .only, and on a .skip', async () => {

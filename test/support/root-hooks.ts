@@ -9,6 +9,7 @@
  *   skipped and named, loudly, at the start and at the end;
  * - none answers under CI: the run stops here. CI must prove everything.
  */
+import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {migrateToLatest} from '../../src/lib/db/migrate.js'
@@ -40,6 +41,13 @@ setServerAvailable(whyNoServer === undefined)
 // A command run without DATABASE_URL uses the embedded database in its default directory: in
 // tests, never the developer's own (~/.local/share/audit-logger).
 process.env.AUDIT_LOGGER_DATA_DIR = join(runTempDir(), 'default-data-dir')
+
+// Every temporary folder the tests make (mkdtemp in os.tmpdir(), which reads TMPDIR each time) goes
+// inside the run's own, removed at the end: a run leaves nothing in the system's temp directory.
+// Test files load after this file, so even the folders they make at import land there.
+const runTmp = join(runTempDir(), 'tmp')
+mkdirSync(runTmp)
+process.env.TMPDIR = runTmp
 
 function shout(lines: string[]): void {
   const bar = '!'.repeat(100)
