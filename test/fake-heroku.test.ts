@@ -1,6 +1,9 @@
+import {spawn} from 'node:child_process'
+import {fileURLToPath} from 'node:url'
+
 import {expect} from 'chai'
 
-import {generateEvents} from './fake-heroku/events.js'
+import {generateEvents, pastDays} from './fake-heroku/events.js'
 import {RATE_LIMIT_BODY, startFakeHeroku} from './fake-heroku/server.js'
 import type {AuditEvent, FakeHeroku} from './fake-heroku/server.js'
 
@@ -332,5 +335,39 @@ describe('fake Heroku audit-trail API', function () {
       expect(Date.now() - started).to.be.below(500)
       await pending
     })
+  })
+})
+
+describe('the fake started by hand (npm run fake-api)', function () {
+  this.timeout(30_000)
+
+  it('pastDays: whole days before today, oldest first, across a month end', () => {
+    expect(pastDays(3, Date.parse('2026-03-01T00:00:00Z'))).to.deep.equal(['2026-02-26', '2026-02-27', '2026-02-28'])
+    expect(pastDays(1, Date.parse('2026-12-02T23:59:59Z'))).to.deep.equal(['2026-12-01'])
+  })
+
+  it('serves days ending yesterday, never today, and says how it pages', async () => {
+    const child = spawn(process.execPath, ['--import=tsx', fileURLToPath(new URL('fake-heroku/cli.ts', import.meta.url)), '--port', '0', '--days', '2', '--events-per-day', '3'], {stdio: ['ignore', 'pipe', 'pipe']})
+    try {
+      let banner = ''
+      child.stdout.setEncoding('utf8')
+      for await (const chunk of child.stdout) {
+        banner += chunk as string
+        if (banner.includes('Ctrl-C')) break
+      }
+
+      const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10)
+      const before = new Date(Date.now() - 2 * 86_400_000).toISOString().slice(0, 10)
+      expect(banner).to.include(`6 events over ${before}..${yesterday} (UTC; today is never served`)
+      expect(banner).to.include('pages of the size a request asks for (Range max=N; audit-logger asks for 1000), at most 1000; 200 when it names none')
+      const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(banner)?.[1]
+      const today = new Date().toISOString().slice(0, 10)
+      const answer = await fetch(`${url}/enterprise-accounts/acme/events?day=${today}`, {headers: {Authorization: 'Bearer HRKU-fake-token-0000000000000000000000000000', Accept: 'application/vnd.heroku+json; version=3'}})
+      const body = (await answer.json()) as unknown[]
+      expect(answer.status).to.be.oneOf([200, 206])
+      expect(body, 'no events today').to.deep.equal([])
+    } finally {
+      child.kill()
+    }
   })
 })

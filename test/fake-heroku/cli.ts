@@ -1,19 +1,20 @@
 /**
  * `npm run fake-api [-- --port 5050 --days 30 --events-per-day 100 --page-size 200 --seed 1]`
  *
- * Runs the fake Heroku audit-trail API with generated events for the last N UTC days (today
- * included), for trying audit-logger by hand without a real Enterprise account.
+ * Runs the fake Heroku audit-trail API with generated events for the last N UTC days, ending
+ * yesterday (today is not over: a catch-up would record it partial), for trying audit-logger by
+ * hand without a real Enterprise account.
  */
 import {parseArgs} from 'node:util'
 
-import {generateEvents} from './events.js'
+import {generateEvents, pastDays} from './events.js'
 import type {AuditEvent} from './events.js'
 import {startFakeHeroku} from './server.js'
 
 const USAGE = `Usage: npm run fake-api -- [options]
 
   --port N             port to listen on (default $FAKE_API_PORT or 5050)
-  --days N             days of events, ending today UTC (default 30)
+  --days N             days of events, ending yesterday UTC (default 30)
   --events-per-day N   events per day (default 25-120, varying by day)
   --page-size N        page size when a request names no max (default 200)
   --seed N             changes every generated event (default 1)
@@ -68,15 +69,11 @@ function hashDay(day: string, salt: number): number {
 }
 
 const events: Record<string, AuditEvent[]> = {}
-const DAY_MS = 86_400_000
-const todayStart = Math.floor(Date.now() / DAY_MS) * DAY_MS // midnight UTC
-const days: string[] = []
-for (let back = dayCount - 1; back >= 0; back--) {
-  const day = new Date(todayStart - back * DAY_MS).toISOString().slice(0, 10)
+const days = pastDays(dayCount, Date.now())
+for (const day of days) {
   // Without --events-per-day, each day gets its own count in 25..120, stable for a given seed.
   const count = perDay ?? 25 + (hashDay(day, seed) % 96)
   events[day] = generateEvents(day, count, {seed})
-  days.push(day)
 }
 
 const fake = await startFakeHeroku({port, events, pageSize}).catch((error: NodeJS.ErrnoException) => {
@@ -86,7 +83,9 @@ const fake = await startFakeHeroku({port, events, pageSize}).catch((error: NodeJ
 
 const total = Object.values(events).reduce((sum, list) => sum + list.length, 0)
 console.log(`Fake Heroku API listening on ${fake.url}`)
-console.log(`  ${total} events over ${days[0]}..${days[days.length - 1]} (UTC), pages of ${pageSize}; accounts: acme, 00000000-0000-4000-8000-000000000001`)
+console.log(`  ${total} events over ${days[0]}..${days[days.length - 1]} (UTC; today is never served: it is not over)`)
+console.log(`  pages of the size a request asks for (Range max=N; audit-logger asks for 1000), at most 1000; ${pageSize} when it names none`)
+console.log('  accounts: acme, 00000000-0000-4000-8000-000000000001')
 console.log('Point audit-logger at it with:')
 console.log(`  HEROKU_API_URL=${fake.url} HEROKU_API_TOKEN=${fake.token} HEROKU_ACCOUNT_ID=acme`)
 console.log('Ctrl-C to stop.')

@@ -225,3 +225,10 @@ export function oddEvents(day: string): AuditEvent[] {
     {...base[5], team: {id: 'team-odd', name: 'ops "quoted"\ttab'}},
   ]
 }
+
+/** The `count` UTC days before the one `now` falls in, oldest first: whole days only, never today. */
+export function pastDays(count: number, now: number): string[] {
+  const DAY_MS = 86_400_000
+  const todayStart = Math.floor(now / DAY_MS) * DAY_MS
+  return Array.from({length: count}, (_, k) => new Date(todayStart - (count - k) * DAY_MS).toISOString().slice(0, 10))
+}
