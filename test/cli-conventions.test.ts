@@ -4,6 +4,7 @@ import {expect} from 'chai'
 import {oneLineParseError} from '../src/lib/errors.js'
 import {closestName, editDistance} from '../src/lib/suggest.js'
 import {cliEnv, runCli} from './support/cli.js'
+import {describeWithServer} from './support/db.js'
 
 const env = cliEnv({})
 
@@ -111,5 +112,18 @@ describe('command-line conventions', () => {
       expect(closestName('delete', known)).to.equal(undefined)
       expect(closestName('', known)).to.equal(undefined)
     })
+  })
+})
+
+describeWithServer('hints about the database connection', () => {
+  it('a server without TLS asked for TLS: says how to turn TLS off, not to check that it runs', async () => {
+    const url = new URL(process.env.TEST_DATABASE_URL!)
+    url.searchParams.set('sslmode', 'require')
+    const result = await runCli(['db', 'status'], cliEnv({DATABASE_URL: url.toString()}))
+    expect(result.code).to.equal(2)
+    const errors = result.stderr.split('\n').filter((line) => line.startsWith('Error'))
+    expect(errors).to.have.length(1)
+    expect(errors[0]).to.include('does not support SSL').and.include('DATABASE_SSL=disable').and.include('sslmode=disable')
+    expect(errors[0]).to.not.include('is running')
   })
 })

@@ -1,5 +1,7 @@
 /** `audit-logger serve` as a real process: start-up checks and graceful shutdown on SIGTERM. */
 
+import {type AddressInfo, createServer} from 'node:net'
+
 import {expect} from 'chai'
 import pg from 'pg'
 
@@ -14,6 +16,20 @@ describeWithServer('serve (a real process)', function () {
     const result = await runCli(['serve', '--port', String(await freePort())], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL, STATUS_PAGE_USERNAME: 'ops'}))
     expect(result.code).to.equal(2)
     expect(result.stderr).to.match(/^Error: STATUS_PAGE_PASSWORD is not set but STATUS_PAGE_USERNAME is — .+\n$/)
+  })
+
+  it('on a port in use: one line naming it and how to pick another, exit 2, and the process ends', async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const {port} = taken.address() as AddressInfo
+    try {
+      const result = await runCli(['serve', '--port', String(port)], cliEnv({DATABASE_URL: process.env.TEST_DATABASE_URL}))
+      expect(result.code).to.equal(2)
+      const errors = result.stderr.split('\n').filter((line) => line.startsWith('Error'))
+      expect(errors).to.deep.equal([`Error: port ${port} is already in use by another program — pick another with --port N (or PORT=N)`])
+    } finally {
+      await new Promise((resolve) => taken.close(resolve))
+    }
   })
 
   it('serves, warns when read-only, and on SIGTERM finishes the request in flight, then exits 0', async () => {

@@ -5,6 +5,7 @@ import closeWithGrace from 'close-with-grace'
 
 import {BaseCommand} from '../base-command.js'
 import {loadWebConfig} from '../lib/config.js'
+import {UsageError} from '../lib/errors.js'
 import {changeFeedFor} from '../lib/db/change-feed.js'
 import {safeErrorMessage} from '../lib/secrets.js'
 import {buildApp} from '../lib/web/app.js'
@@ -58,9 +59,21 @@ Heroku dyno. Applies pending migrations first; SIGTERM and SIGINT finish in-flig
       // Ends the pool, or closes the embedded database and releases its directory for the next process.
       await this.closeDb()
     })
-    const address = await app.listen({host: '0.0.0.0', port: web.port})
+    const address = await app.listen({host: '0.0.0.0', port: web.port}).catch(async (error: NodeJS.ErrnoException) => {
+      await app.close()
+      await changes.close()
+      throw portProblem(error, web.port)
+    })
     this.logger.info(`status page listening on ${address.replace('0.0.0.0', 'localhost')}${web.auth ? ' (basic auth)' : ' (read-only)'}`)
     // Keep the command alive: close-with-grace ends the process.
     await new Promise(() => {})
   }
+}
+
+/** A port taken or forbidden is the operator's to change: one line saying which, and how. */
+function portProblem(error: NodeJS.ErrnoException, port: number): Error {
+  const how = 'pick another with --port N (or PORT=N)'
+  if (error.code === 'EADDRINUSE') return new UsageError(`port ${port} is already in use by another program`, how)
+  if (error.code === 'EACCES') return new UsageError(`port ${port} needs privileges this user does not have (ports below 1024 usually do)`, how)
+  return error
 }

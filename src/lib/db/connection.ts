@@ -187,10 +187,7 @@ export async function connectDb(config: PostgresTarget, options: CreateDbOptions
     return db
   } catch (error) {
     await db.destroy().catch(() => {})
-    const hint = looksMisSplit(config.url)
-      ? 'if the password in DATABASE_URL holds a /, ? or #, percent-encode it (%2F, %3F, %23): unencoded, it ends the user:password part early; and check that the database server is running'
-      : 'check DATABASE_URL and that the database server is running'
-    throw new UsageError(describeDbError(error, config), hint)
+    throw new UsageError(describeDbError(error, config), connectHint(error, config.url))
   }
 }
 
@@ -220,4 +217,23 @@ export async function openDatabase(config: DatabaseConfig, options: CreateDbOpti
   const db = await connectDb(config, options)
   let closing: Promise<void> | undefined
   return {db, close: () => (closing ??= db.destroy()), describe: `PostgreSQL at ${describeDatabase(config)}`}
+}
+
+/**
+ * What to do about a failed first connection. A server that answered about TLS is running: the
+ * hint says how to change TLS, not to check that it runs.
+ */
+function connectHint(error: unknown, url: string): string {
+  const message = String((error as {message?: unknown} | null)?.message ?? '')
+  if (/does not support SSL/i.test(message)) {
+    return 'the server does not offer TLS: set DATABASE_SSL=disable (or sslmode=disable in DATABASE_URL) to connect without it, on a network you trust'
+  }
+
+  if (/self[- ]signed|certificate|unable to verify/i.test(message)) {
+    return "the server's certificate could not be verified: DATABASE_SSL=no-verify keeps TLS without checking it (as Heroku Postgres needs), or install its CA"
+  }
+
+  return looksMisSplit(url)
+    ? 'if the password in DATABASE_URL holds a /, ? or #, percent-encode it (%2F, %3F, %23): unencoded, it ends the user:password part early; and check that the database server is running'
+    : 'check DATABASE_URL and that the database server is running'
 }
