@@ -38,6 +38,27 @@ describe('command-line conventions', () => {
     })
   })
 
+  describe('the help pages themselves', () => {
+    it('process: --from and --to go together in USAGE, --days says its bounds, the summary is not repeated', async () => {
+      const {code, stdout} = await runCli(['process', '--help'], env)
+      expect(code).to.equal(0)
+      const usage = stdout.slice(stdout.indexOf('USAGE'), stdout.indexOf('FLAGS')).replaceAll(/\s+/g, ' ')
+      expect(usage).to.include('--date YYYY-MM-DD | --from YYYY-MM-DD --to YYYY-MM-DD | --catch-up [--days N]')
+      expect(stdout).to.not.include('<value> ]')
+      expect(stdout).to.match(/--days=N\s+with --catch-up: how many days to look back, yesterday\s+included, 1–90/)
+      const summary = stdout.split('\n')[0]
+      const description = stdout.slice(stdout.indexOf('DESCRIPTION'))
+      expect(description.split('\n')[1].trim()).to.not.equal(summary.trim())
+      expect(description).to.include('Claims each day')
+    })
+
+    it('db status: the example of --limit 30 says it shows records, not days', async () => {
+      const {stdout} = await runCli(['db', 'status', '--help'], env)
+      expect(stdout).to.include('The 30 latest records as JSON')
+      expect(stdout).to.not.include('The last 30 days as JSON')
+    })
+  })
+
   describe('a mistyped command', () => {
     it('suggests the nearest one, in one line, exit 2', async () => {
       for (const [typed, nearest] of [

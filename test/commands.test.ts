@@ -210,7 +210,8 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       await insertRecord(db, {day: DAY, status: 'FAILED'})
       const {stderr, error} = await run(`db reset ${DAY}`)
       expect(error?.oclif?.exit).to.equal(2)
-      expect(stderr).to.match(/add --confirm 2025-09-28/)
+      // The record it would delete is shown in the message that asks for --confirm.
+      expect(stderr).to.match(/would delete the record of 2025-09-28 \(FAILED, 0 events, \d+ attempt\(s\), (last heartbeat \d{4}-\S+|no heartbeat)\) and needs confirming — add --confirm 2025-09-28/)
       expect(await findDay(db, DAY)).not.to.equal(undefined)
       const mismatch = await run(`db reset ${DAY} --confirm 2025-09-27`)
       expect(mismatch.error?.oclif?.exit).to.equal(2)
@@ -224,10 +225,13 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       expect(await findDay(db, DAY)).to.equal(undefined)
     })
 
-    it('says when there was nothing to remove', async () => {
+    it('says when there was nothing to remove, at once: no confirmation asked for', async () => {
       const {stdout, error} = await run(`db reset ${DAY} --confirm ${DAY}`)
       expect(error).to.equal(undefined)
       expect(stdout).to.match(/No record for 2025-09-28/)
+      const unasked = await run(`db reset ${DAY}`)
+      expect(unasked.error).to.equal(undefined)
+      expect(unasked.stdout).to.match(/No record for 2025-09-28: nothing to remove/)
     })
 
     it('refuses a live PROCESSING record unless --force (scenario 7)', async () => {

@@ -53,6 +53,11 @@ A range starts no new day once RateLimit-Remaining is below RATE_LIMIT_RESERVE (
 Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a live run, or left for later by the rate budget); \
 1 a day ended FAILED or ERROR, a claim was lost, or a signal interrupted the run; 2 usage or configuration error (nothing was claimed).`
 
+  // --from and --to go together; oclif's own usage line would list them as alternatives.
+  static override usage = [
+    '<%= command.id %> [--date YYYY-MM-DD | --from YYYY-MM-DD --to YYYY-MM-DD | --catch-up [--days N]] [--dry-run] [--output-dir DIR] [--force] [--format text|json] [--stale-after MINUTES] [--verbose]',
+  ]
+
   static override examples = [
     {description: 'Heal the last week: yesterday plus any missing or failed day (the Heroku Scheduler job)', command: '<%= config.bin %> <%= command.id %> --catch-up'},
     {description: 'Process yesterday (UTC) only', command: '<%= config.bin %> <%= command.id %>'},
@@ -85,7 +90,8 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       exclusive: ['date', 'from', 'to', 'force'],
     }),
     days: Flags.integer({
-      description: `with --catch-up: how many days to look back, yesterday included (default ${DEFAULT_CATCH_UP_DAYS}, or CATCH_UP_DAYS)`,
+      description: `with --catch-up: how many days to look back, yesterday included, 1–${MAX_CATCH_UP_DAYS} (default ${DEFAULT_CATCH_UP_DAYS}, or CATCH_UP_DAYS)`,
+      helpValue: 'N',
       min: 1,
       max: MAX_CATCH_UP_DAYS,
       dependsOn: ['catch-up'],
@@ -100,7 +106,8 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     force: Flags.boolean({description: 'fetch days again even if they are already SUCCESS'}),
     format: Flags.string({description: 'how events are written on stdout', options: [...OUTPUT_FORMATS], default: 'text'}),
     'stale-after': Flags.integer({
-      description: 'minutes without a heartbeat after which a PROCESSING record is taken over',
+      description: `minutes without a heartbeat after which a PROCESSING record is taken over, 1–${MAX_STALE_AFTER_MINUTES}`,
+      helpValue: 'MINUTES',
       default: DEFAULT_STALE_AFTER_MINUTES,
       min: 1,
       max: MAX_STALE_AFTER_MINUTES,

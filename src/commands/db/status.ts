@@ -15,7 +15,7 @@ to size a database plan). It only looks: no migration is applied, and an embedde
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
-    {description: 'The last 30 days as JSON', command: '<%= config.bin %> <%= command.id %> --limit 30 --json'},
+    {description: 'The 30 latest records as JSON', command: '<%= config.bin %> <%= command.id %> --limit 30 --json'},
     {description: 'Look for missing days over the last 90 days', command: '<%= config.bin %> <%= command.id %> --days 90'},
   ]
 
