@@ -1,5 +1,5 @@
 import type {Command, Interfaces} from '@oclif/core'
-import {type CommandHelp, Help} from '@oclif/core/help'
+import {CommandHelp, Help} from '@oclif/core/help'
 
 /**
  * oclif passes every string of a help page through ejs.render (each flag's name and description,
@@ -9,6 +9,13 @@ import {type CommandHelp, Help} from '@oclif/core/help'
  */
 function renderTagsOnly(render: (input: string) => string): (input: string) => string {
   return (input) => (input.includes('<%') ? render(input) : input)
+}
+
+/** A command's page: the summary heads it, so DESCRIPTION holds the description alone (oclif repeats the summary there). */
+class DescriptionOnlyHelp extends CommandHelp {
+  protected override description(): string | undefined {
+    return this.command.description ? this.wrap(this.command.description) : undefined
+  }
 }
 
 /**
@@ -22,7 +29,7 @@ export default class AuditLoggerHelp extends Help {
   }
 
   protected override getCommandHelpClass(command: Command.Loadable): CommandHelp {
-    const help = super.getCommandHelpClass(command)
+    const help = new DescriptionOnlyHelp(command, this.config, this.opts)
     help.render = renderTagsOnly(help.render)
     return help
   }
