@@ -1,5 +1,5 @@
 /**
- * Another process on an embedded data directory, for test/embedded.test.ts. Started as
+ * Another process on an embedded data directory, for test/db/embedded.test.ts. Started as
  * `node --import tsx test/support/embedded-holder.ts DIR MODE`; it opens the directory, migrates,
  * records DAY as SUCCESS, prints `ready`, then:
  *   hold  waits for a line `close` on stdin, closes, prints `closed` and exits 0;

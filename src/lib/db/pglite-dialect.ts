@@ -29,7 +29,7 @@ import {typeParsers} from './connection.js'
  */
 
 // pg's own conversion of JavaScript parameters to text (arrays, Dates, objects, Buffers). Public
-// through pg's "./lib/*" export; pg is pinned, and test/embedded.test.ts checks the round trip.
+// through pg's "./lib/*" export; pg is pinned, and test/db/embedded.test.ts checks the round trip.
 const {prepareValue} = createRequire(import.meta.url)('pg/lib/utils') as {prepareValue: (value: unknown) => unknown}
 
 type Parse = (value: string) => unknown

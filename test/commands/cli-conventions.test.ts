@@ -1,0 +1,150 @@
+/** What heroku/cli and oclif users expect of a command line: help forms, typo suggestions, hints. No database needed. */
+import {expect} from 'chai'
+
+import {oneLineParseError} from '../../src/lib/errors.js'
+import {closestName, editDistance} from '../../src/lib/suggest.js'
+import {cliEnv, runCli} from '../support/cli.js'
+import {describeWithServer} from '../support/db.js'
+
+const env = cliEnv({})
+
+describe('command-line conventions', () => {
+  describe('help, however it is asked for', () => {
+    it('-h at the root lists the commands, as --help does', async () => {
+      const [short, long] = await Promise.all([runCli(['-h'], env), runCli(['--help'], env)])
+      expect(short.code, short.stderr).to.equal(0)
+      expect(short.stdout).to.include('COMMANDS').and.include('process').and.include('db status')
+      expect(short.stdout).to.equal(long.stdout)
+    })
+
+    it('process -h, help process and process --help show the same page', async () => {
+      const results = await Promise.all([['process', '-h'], ['help', 'process'], ['process', '--help']].map((args) => runCli(args, env)))
+      for (const result of results) {
+        expect(result.code, result.stderr).to.equal(0)
+        expect(result.stdout).to.include('USAGE').and.include('$ audit-logger process').and.include('--date')
+      }
+
+      expect(results[0].stdout).to.equal(results[2].stdout)
+      expect(results[1].stdout).to.equal(results[2].stdout)
+    })
+
+    it('help db status names a command in a topic; help alone is the root help', async () => {
+      const topic = await runCli(['help', 'db', 'status'], env)
+      expect(topic.code, topic.stderr).to.equal(0)
+      expect(topic.stdout).to.include('$ audit-logger db status')
+      const root = await runCli(['help'], env)
+      expect(root.code, root.stderr).to.equal(0)
+      expect(root.stdout).to.include('COMMANDS').and.include('EXIT CODES')
+    })
+  })
+
+  describe('the help pages themselves', () => {
+    it('process: --from and --to go together in USAGE, --days says its bounds, the summary is not repeated', async () => {
+      const {code, stdout} = await runCli(['process', '--help'], env)
+      expect(code).to.equal(0)
+      const usage = stdout.slice(stdout.indexOf('USAGE'), stdout.indexOf('FLAGS')).replaceAll(/\s+/g, ' ')
+      expect(usage).to.include('--date YYYY-MM-DD | --from YYYY-MM-DD --to YYYY-MM-DD | --catch-up [--days N]')
+      expect(stdout).to.not.include('<value> ]')
+      expect(stdout).to.match(/--days=N\s+with --catch-up: how many days to look back, yesterday\s+included, 1–90/)
+      const summary = stdout.split('\n')[0]
+      const description = stdout.slice(stdout.indexOf('DESCRIPTION'))
+      expect(description.split('\n')[1].trim()).to.not.equal(summary.trim())
+      expect(description).to.include('Claims each day')
+    })
+
+    it('db status: the example of --limit 30 says it shows records, not days', async () => {
+      const {stdout} = await runCli(['db', 'status', '--help'], env)
+      expect(stdout).to.include('The 30 latest records as JSON')
+      expect(stdout).to.not.include('The last 30 days as JSON')
+    })
+  })
+
+  describe('a mistyped command', () => {
+    it('suggests the nearest one, in one line, exit 2', async () => {
+      for (const [typed, nearest] of [
+        [['proces'], 'process'],
+        [['prcoess'], 'process'],
+        [['db', 'stat'], 'db status'],
+        [['evnets'], 'events'],
+      ] as const) {
+        const result = await runCli([...typed], env)
+        expect(result.code, typed.join(' ')).to.equal(2)
+        expect(result.stdout).to.equal('')
+        expect(result.stderr.trimEnd().split('\n'), result.stderr).to.have.length(1)
+        expect(result.stderr).to.include(`did you mean \`audit-logger ${nearest}\`?`)
+      }
+    })
+
+    it('suggests nothing for a word near no command, and says where the list is', async () => {
+      const result = await runCli(['xyzzy'], env)
+      expect(result.code).to.equal(2)
+      expect(result.stderr).to.equal('Error: audit-logger has no command "xyzzy" — `audit-logger --help` lists them\n')
+      // What was typed is quoted, never acted on by the terminal.
+      const hostile = await runCli(['\u001B]0;owned\u0007'], env)
+      expect(hostile.code).to.equal(2)
+      expect([...hostile.stderr].filter((c) => c !== '\n' && c.charCodeAt(0) < 0x20)).to.deep.equal([])
+      expect(hostile.stderr).to.include('has no command')
+    })
+  })
+
+  it('process 2025-09-28 points to --date, in one line, exit 2', async () => {
+    const result = await runCli(['process', '2025-09-28'], env)
+    expect(result.code).to.equal(2)
+    expect(result.stderr).to.equal('Error: unexpected argument 2025-09-28: a day is given as --date 2025-09-28 (or a range as --from and --to)\n')
+  })
+
+  it('says a conflict between two flags once, in one line; --catch-up --force says what to run instead', async () => {
+    const both = await runCli(['process', '--date', '2025-09-28', '--catch-up'], env)
+    expect(both.code).to.equal(2)
+    expect(both.stderr).to.equal('Error: --date and --catch-up cannot be used together — see --help\n')
+    const force = await runCli(['process', '--catch-up', '--force'], env)
+    expect(force.code).to.equal(2)
+    expect(force.stderr.trimEnd().split('\n')).to.have.length(1)
+    expect(force.stderr).to.include('--from A --to B --force')
+  })
+
+  it('oneLineParseError keeps other errors, and each conflicting pair once', () => {
+    const message = [
+      'The following errors occurred:',
+      '  --catch-up=true cannot also be provided when using --date',
+      '  --date=2025-09-28 cannot also be provided when using --catch-up',
+      '  --limit must be at least 1',
+      'See more help with --help',
+    ].join('\n')
+    expect(oneLineParseError(message)).to.equal('--date and --catch-up cannot be used together; --limit must be at least 1 — see --help')
+  })
+
+  describe('closestName', () => {
+    it('counts insertions, deletions, substitutions and swaps', () => {
+      expect(editDistance('process', 'process')).to.equal(0)
+      expect(editDistance('proces', 'process')).to.equal(1)
+      expect(editDistance('prcoess', 'process')).to.equal(1)
+      expect(editDistance('serv', 'serve')).to.equal(1)
+      expect(editDistance('', 'abc')).to.equal(3)
+    })
+
+    it('takes a typo or a prefix, never a distant word', () => {
+      const known = ['process', 'serve', 'events', 'events show', 'db init', 'db status', 'db cleanup', 'db reset', 'db prune']
+      expect(closestName('proces', known)).to.equal('process')
+      expect(closestName('db stat', known)).to.equal('db status')
+      expect(closestName('EVENTS', known)).to.equal('events')
+      expect(closestName('db', known)).to.equal(undefined)
+      expect(closestName('x', known)).to.equal(undefined)
+      expect(closestName('delete', known)).to.equal(undefined)
+      expect(closestName('', known)).to.equal(undefined)
+    })
+  })
+})
+
+describeWithServer('hints about the database connection', () => {
+  it('a server without TLS asked for TLS: says how to turn TLS off, not to check that it runs', async () => {
+    const url = new URL(process.env.TEST_DATABASE_URL!)
+    url.searchParams.set('sslmode', 'require')
+    const result = await runCli(['db', 'status'], cliEnv({DATABASE_URL: url.toString()}))
+    expect(result.code).to.equal(2)
+    const errors = result.stderr.split('\n').filter((line) => line.startsWith('Error'))
+    expect(errors).to.have.length(1)
+    expect(errors[0]).to.include('does not support SSL').and.include('DATABASE_SSL=disable').and.include('sslmode=disable')
+    expect(errors[0]).to.not.include('is running')
+  })
+})
