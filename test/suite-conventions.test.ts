@@ -7,7 +7,7 @@ import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
 
-import {runTempDir} from './support/db.js'
+import {itWithServer, runTempDir} from './support/db.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const MOCHA = join(ROOT, 'node_modules/mocha/bin/mocha.js')
@@ -57,7 +57,8 @@ describe('the suite', function () {
     expect(readdirSync(outside).filter((name) => !/^tsx-\d+$/.test(name))).to.deep.equal([])
   })
 
-  it('fails under CI on a committed .only, and on a .skip', async () => {
+  // The probes run under CI=true, which requires the PostgreSQL server (test/support/root-hooks.ts).
+  itWithServer('fails under CI on a committed .only, and on a .skip', async () => {
     const only = probe('only', `describe('probe', () => { it.only('one', () => assert.equal(1, 1)); it('two', () => assert.equal(2, 2)) })`)
     const skip = probe('skip', `describe('probe', () => { it('one', () => assert.equal(1, 1)); it.skip('two', () => assert.equal(2, 2)) })`)
     const [onlyCi, skipCi, onlyLocal] = await Promise.all([runMocha(only, true), runMocha(skip, true), runMocha(only, false)])

@@ -1,10 +1,13 @@
 /** What heroku/cli and oclif users expect of a command line: help forms, typo suggestions, hints. No database needed. */
+import {existsSync} from 'node:fs'
+import {join} from 'node:path'
+
 import {expect} from 'chai'
 
 import {oneLineParseError} from '../../src/lib/errors.js'
 import {closestName, editDistance} from '../../src/lib/suggest.js'
 import {cliEnv, runCli} from '../support/cli.js'
-import {describeWithServer} from '../support/db.js'
+import {describeWithServer, runTempDir} from '../support/db.js'
 
 const env = cliEnv({})
 
@@ -85,6 +88,21 @@ describe('command-line conventions', () => {
       expect([...hostile.stderr].filter((c) => c !== '\n' && c.charCodeAt(0) < 0x20)).to.deep.equal([])
       expect(hostile.stderr).to.include('has no command')
     })
+  })
+
+  it('bad input needs no database: a missing token or an impossible day is one line, exit 2, and nothing is created', async () => {
+    const dataDir = join(runTempDir(), `never-made-${process.pid}`)
+    const offline = cliEnv({HEROKU_ACCOUNT_ID: 'acme', AUDIT_LOGGER_DATA_DIR: dataDir})
+    const token = await runCli(['process', '--date', '2025-09-28'], offline)
+    expect(token.code).to.equal(2)
+    expect(token.stderr).to.match(/^Error: HEROKU_API_TOKEN is not set — [^\n]+\n$/)
+    for (const day of ['2025-02-30', '2025-13-01', 'yesterday', '0000-01-01']) {
+      const result = await runCli(['process', '--date', day], {...offline, HEROKU_API_TOKEN: 'HRKU-unused-token-00000000000000000000000000'})
+      expect(result.code, day).to.equal(2)
+      expect(result.stderr, day).to.match(/^Error: date [^\n]+ — [^\n]+\n$/)
+    }
+
+    expect(existsSync(dataDir), 'no embedded database made').to.equal(false)
   })
 
   it('process 2025-09-28 points to --date, in one line, exit 2', async () => {
