@@ -27,7 +27,7 @@ import {
   resetDay,
 } from '../../src/lib/db/audit-log-repository.js'
 import {describeDbError, openDatabase} from '../../src/lib/db/connection.js'
-import {defaultDataDir, type EmbeddedDb, openEmbeddedDb} from '../../src/lib/db/embedded.js'
+import {defaultDataDir, type EmbeddedDb, openEmbeddedDb, openStandInEmbeddedDb, prebuiltCluster} from '../../src/lib/db/embedded.js'
 import {deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../../src/lib/db/log-queries.js'
 import {migrateToLatest, migrationState} from '../../src/lib/db/migrate.js'
 import type {Database, ProcessStatus} from '../../src/lib/db/schema.js'
@@ -164,6 +164,26 @@ describe('embedded database (PGlite)', function () {
     await pgDb?.destroy()
     await lite?.close()
     for (const dir of scratchDirs.splice(0)) rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('unpacks a new data directory (and a dry run\'s stand-in) from the prebuilt cluster: no initdb here', async () => {
+    // npm run build makes dist/embedded-cluster.tar.gz; the suite always runs after a build.
+    expect(prebuiltCluster(), 'the build made the prebuilt cluster').to.not.equal(undefined)
+    // initdb gives every cluster a new system identifier; clusters unpacked from one tarball share it.
+    const identity = async (db: Kysely<Database>) => (await sql<{id: string}>`SELECT system_identifier::text AS id FROM pg_control_system()`.execute(db)).rows[0].id
+    const first = await openEmbeddedDb(scratchDir())
+    const second = await openEmbeddedDb(scratchDir())
+    const standIn = await openStandInEmbeddedDb(scratchDir())
+    try {
+      const ids = [await identity(first.db), await identity(second.db), await identity(standIn.db)]
+      expect(new Set(ids).size, ids.join(', ')).to.equal(1)
+      // And it is a working cluster: migrations apply, a record goes in.
+      await migrateToLatest(first.db)
+      await insertRecord(first.db, {day: '2025-09-28', status: 'SUCCESS'})
+      expect(await snapshot(first.db)).to.have.length(1)
+    } finally {
+      await Promise.all([first.close(), second.close(), standIn.close()])
+    }
   })
 
   /** Runs a scenario on the server, then on PGlite, each from an empty table (only in suites declared WithServer). */
