@@ -3,6 +3,7 @@
 // dist/embedded-cluster.tar.gz. A new embedded data directory is unpacked from it instead of
 // running initdb on the user's machine, which took ~4 s and ~900 MB of memory (README, The
 // database). The PGlite that makes it is the one installed, so the two always match.
+import {Buffer} from 'node:buffer'
 import {writeFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
