@@ -9,6 +9,7 @@
  *   big-day, big-day-embedded     a 100,000-event day, the event store on and off, against the floor; bytes per event
  *   store-profile                 where the store's time goes: client steps, COPY with and without each index
  *   startup, page-load, catch-up  start-up; the status page under load; a year of small days, statements counted
+ *   engine-start                  db init / db status on a new, a used and no embedded directory, and on PostgreSQL
  *   search, search-embedded       /api/events over a seeded year (2,000,000 events; 200,000 embedded), query plans
  *   events-cli, events-cli-embedded  `events`: the first line, and streaming a big result in bounded memory
  *
@@ -18,7 +19,9 @@
  * for a before/after comparison. BENCH_SEARCH_SECONDS (default 5) is the load on each search;
  * BENCH_STORE_EVENTS and BENCH_EMBEDDED_STORE_EVENTS size the seeded stores.
  */
-import {cpus, loadavg} from 'node:os'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {cpus, loadavg, tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {sql} from 'kysely'
@@ -30,7 +33,7 @@ import {startFakeHeroku} from '../test/fake-heroku/server.js'
 import {createScratchDatabase, dropScratchDatabases, openTestDb} from '../test/support/db.js'
 import {bigDay} from './big-day.js'
 import {eventsCliBench} from './events-cli.js'
-import {measure, median, table, verdict} from './support.js'
+import {type Measurement, measure, median, spread, table, verdict} from './support.js'
 import {pageLoad} from './page-load.js'
 import {removeSeededStores, searchBench} from './search.js'
 import {storeProfile} from './store-profile.js'
@@ -65,6 +68,54 @@ async function startup() {
     ]),
   )
   out(verdict(version.seconds < 4 * bare.seconds && help.seconds < 4 * bare.seconds, 'start-up under 4x bare node'))
+}
+
+/**
+ * Benchmark 2e (`engine-start`): what a command costs on each engine before any work: the first
+ * `db init` on a new embedded data directory (unpacked from the prebuilt cluster), a later
+ * `db status` on it, `db status` where no directory exists (an in-memory stand-in), and the same
+ * two commands on PostgreSQL.
+ */
+async function engineStart() {
+  out('## 2e. The engines\' start: db init and db status, embedded and on PostgreSQL')
+  const base = {PATH: process.env.PATH, HOME: process.env.HOME}
+  const scratch = mkdtempSync(join(tmpdir(), 'audit-logger-bench-start-'))
+  const url = await createScratchDatabase('bench_start')
+  const rows: Array<Record<string, string>> = []
+  const row = (what: string, list: Measurement[]) => rows.push({command: what, 'median (s)': spread(list.map((r) => r.seconds)), 'peak RSS (MB)': spread(list.map((r) => r.maxRssMb), 0)})
+  const check = (run: Measurement, what: string) => {
+    if (run.code !== 0) throw new Error(`${what} exited ${run.code}`)
+    return run
+  }
+
+  try {
+    const first: Measurement[] = []
+    const later: Measurement[] = []
+    const none: Measurement[] = []
+    for (let i = 0; i < RUNS; i++) {
+      const dir = join(scratch, `data-${i}`)
+      first.push(check(await measure(BIN, ['db', 'init'], {...base, AUDIT_LOGGER_DATA_DIR: dir}), 'db init on a new directory'))
+      later.push(check(await measure(BIN, ['db', 'status'], {...base, AUDIT_LOGGER_DATA_DIR: dir}), 'db status'))
+      none.push(check(await measure(BIN, ['db', 'status'], {...base, AUDIT_LOGGER_DATA_DIR: join(scratch, 'never-made')}), 'db status, no directory'))
+    }
+
+    const serverInit: Measurement[] = []
+    const serverStatus: Measurement[] = []
+    for (let i = 0; i < RUNS; i++) {
+      serverInit.push(check(await measure(BIN, ['db', 'init'], {...base, DATABASE_URL: url}), 'db init on PostgreSQL'))
+      serverStatus.push(check(await measure(BIN, ['db', 'status'], {...base, DATABASE_URL: url}), 'db status on PostgreSQL'))
+    }
+
+    row('embedded: db init, a new data directory', first)
+    row('embedded: db status, later', later)
+    row('embedded: db status, no directory (nothing made)', none)
+    row('PostgreSQL: db init (nothing pending)', serverInit)
+    row('PostgreSQL: db status', serverStatus)
+    out(table(rows))
+    out(`     median (min–max) of ${RUNS} runs each, from spawning bin/run.js to its exit`)
+  } finally {
+    rmSync(scratch, {recursive: true, force: true})
+  }
 }
 
 /** What a statement is, by its SQL: the day job's own, or the run's one-time set-up. */
@@ -145,6 +196,7 @@ const benchmarks: Record<string, () => Promise<void>> = {
   'big-day-embedded': () => bigDay(out, BIN, RUNS, 'embedded'),
   'store-profile': () => storeProfile(out, RUNS),
   startup,
+  'engine-start': engineStart,
   'page-load': () => pageLoad(out, BIN),
   'catch-up': catchUp,
   // The two after each seed a store, once per run of the bench: name them together to share it.
