@@ -2,7 +2,7 @@
 import {expect} from 'chai'
 import {type Kysely, sql} from 'kysely'
 
-import {findEvent, pruneEvents, searchEvents, storeStats, storedTypes, streamEvents} from '../../src/lib/db/event-queries.js'
+import {MAX_NAMED_TYPES, findEvent, pruneEvents, searchEvents, storeStats, storedTypes, streamEvents} from '../../src/lib/db/event-queries.js'
 import {
   type EventRecord,
   MAX_COLUMN_CHARS,
@@ -211,6 +211,20 @@ describeOnEngines('the event store', (engine) => {
       await sql`TRUNCATE audit_events`.execute(db)
       expect(await storedTypes(db)).to.deep.equal([])
       expect((await searchEvents(db, {action: 'create'}, {limit: 100})).events).to.deep.equal([])
+    })
+
+    it('names no types past MAX_NAMED_TYPES (they come from the API): an action alone is then found without them', async () => {
+      expect(await storedTypes(db, 1), 'two types stored: past a cap of 1').to.equal(undefined)
+      expect(await storedTypes(db, 2)).to.deep.equal(['addon', 'app'])
+      const day = '2025-09-03'
+      const many = Array.from({length: MAX_NAMED_TYPES + 1}, (_, n) => event(day, n + 1, {type: `type-${String(n).padStart(5, '0')}`}))
+      await store(db, day, many)
+      expect(await storedTypes(db)).to.equal(undefined)
+      const found = await searchEvents(db, {action: 'destroy', from: day, to: day}, {limit: 2000})
+      expect(found.events.map((e) => e.id).sort()).to.deep.equal(many.filter((e) => e.action === 'destroy').map((e) => e.id).sort())
+      const streamed: string[] = []
+      for await (const hit of streamEvents(db, {action: 'destroy', from: day, to: day}, {batch: 100})) streamed.push(hit.id)
+      expect(streamed.sort()).to.deep.equal(found.events.map((e) => e.id).sort())
     })
 
     it('pages newest first by cursor, with no repeats and no gaps, while another day is stored meanwhile', async () => {

@@ -24,6 +24,11 @@ export {defaultDataDir} from './data-dir.js'
 const LOCK_FILE = 'audit-logger.lock'
 const CLUSTER_DIR = 'pgdata'
 
+/** A lock file without a readable pid this old is a crash between creating and writing it. */
+const UNWRITTEN_LOCK_STALE_MS = 2000
+/** Breaking a stale lock takes a second, short-lived lock; one this old was left by a crash. */
+const TAKEOVER_STALE_MS = 10_000
+
 /**
  * The empty cluster initdb makes, prebuilt by `npm run build` (scripts/prebuild-cluster.mjs): a
  * new data directory (or a dry run's in-memory stand-in) is unpacked from it rather than running
@@ -43,10 +48,6 @@ export function prebuiltCluster(): Blob | undefined {
 
   return undefined
 }
-/** A lock file without a readable pid this old is a crash between creating and writing it. */
-const UNWRITTEN_LOCK_STALE_MS = 2000
-/** Breaking a stale lock takes a second, short-lived lock; one this old was left by a crash. */
-const TAKEOVER_STALE_MS = 10_000
 
 export interface EmbeddedDb {
   db: Kysely<Database>

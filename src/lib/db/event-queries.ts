@@ -64,10 +64,18 @@ export async function searchEvents(
   filter: EventFilter,
   options: {order?: EventOrder; cursor?: EventCursor; limit: number},
 ): Promise<EventPage> {
+  return searchPage(db, filter, options, await typesToName(db, filter))
+}
+
+/** One page of searchEvents, with the types to name for an action alone already looked up (typesToName). */
+async function searchPage(
+  db: Kysely<Database>,
+  filter: EventFilter,
+  options: {order?: EventOrder; cursor?: EventCursor; limit: number},
+  types: string[] | undefined,
+): Promise<EventPage> {
   const order = options.order ?? 'newest'
   const direction = order === 'newest' ? 'desc' : 'asc'
-  // An action without a type: the (type, action, …) index serves it once the types are named.
-  const types = filter.action && !filter.type ? await storedTypes(db) : undefined
   let query = db
     .selectFrom('audit_events')
     .select(HIT_COLUMNS)
@@ -94,15 +102,26 @@ export async function searchEvents(
  * partition, not a read of the rows. Naming them lets a search for an action alone use that index,
  * where otherwise a rare action (or a misspelt one, matching nothing) walks the whole time index.
  */
-export async function storedTypes(db: Kysely<Database>): Promise<string[]> {
+export async function storedTypes(db: Kysely<Database>, max = MAX_NAMED_TYPES): Promise<string[] | undefined> {
+  // Types come from the API: a store holding more than `max` of them is not listed (the scan stops
+  // one past it), and the search goes without naming them.
   const found = await sql<{type: string}>`
-    WITH RECURSIVE types (type) AS (
-      (SELECT type FROM audit_events ORDER BY type LIMIT 1)
+    WITH RECURSIVE types (type, n) AS (
+      (SELECT type, 1 FROM audit_events ORDER BY type LIMIT 1)
       UNION ALL
-      SELECT (SELECT e.type FROM audit_events e WHERE e.type > types.type ORDER BY e.type LIMIT 1) FROM types WHERE types.type IS NOT NULL
+      SELECT (SELECT e.type FROM audit_events e WHERE e.type > types.type ORDER BY e.type LIMIT 1), n + 1
+      FROM types WHERE types.type IS NOT NULL AND n <= ${max}
     )
     SELECT type FROM types WHERE type IS NOT NULL`.execute(db)
-  return found.rows.map((row) => row.type)
+  return found.rows.length > max ? undefined : found.rows.map((row) => row.type)
+}
+
+/** Real accounts have a few dozen types; past this many, naming them would cost more than it saves. */
+export const MAX_NAMED_TYPES = 1000
+
+/** The types a search names: only for an action without a type (see storedTypes). */
+function typesToName(db: Kysely<Database>, filter: EventFilter): Promise<string[] | undefined> {
+  return filter.action && !filter.type ? storedTypes(db) : Promise.resolve(undefined)
 }
 
 function conditions(eb: ExpressionBuilder<Database, 'audit_events'>, filter: EventFilter): Array<Expression<SqlBool>> {
@@ -130,8 +149,10 @@ export async function* streamEvents(
   const batch = options.batch ?? 1000
   let left = options.limit ?? Number.POSITIVE_INFINITY
   let cursor: EventCursor | undefined
+  // Looked up once for the whole stream, not once a batch.
+  const types = await typesToName(db, filter)
   while (left > 0) {
-    const page = await searchEvents(db, filter, {order: options.order, cursor, limit: Math.min(batch, left)})
+    const page = await searchPage(db, filter, {order: options.order, cursor, limit: Math.min(batch, left)}, types)
     for (const event of page.events) yield event
     left -= page.events.length
     if (!page.next) return

@@ -195,9 +195,14 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       const dropped = keep ? keep.filter((kept) => !kept).length : 0
       duplicates += dropped
       // The page goes to the store and to the spool at once; the store's promise is awaited below.
-      const records = append ? pageRecords(day, page.events, page.body, keep, events) : undefined
-      const stored = append && records ? inDatabase(() => append(records)) : undefined
-      stored?.catch(() => {})
+      let stored: Promise<void> | undefined
+      if (append) {
+        // Built here, outside inDatabase: an event the store cannot keep is not a database failure.
+        const records = pageRecords(day, page.events, page.body, keep, events)
+        stored = inDatabase(() => append(records))
+        stored.catch(() => {})
+      }
+
       events += page.events.length - dropped
       rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
       const lines = encoder.encode(page.events, page.body, keep)
