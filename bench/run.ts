@@ -12,6 +12,8 @@
  *   engine-start                  db init / db status on a new, a used and no embedded directory, and on PostgreSQL
  *   search, search-embedded       /api/events over a seeded year (2,000,000 events; 200,000 embedded), query plans
  *   events-cli, events-cli-embedded  `events`: the first line, and streaming a big result in bounded memory
+ *   delivery                      `deliver` sending a 100,000-event stored day to a loopback sink, against a bare POST loop
+ *   drain-pace                    lines/s a Logplex-like HTTP(S) drain takes, by answer time (LOG_LINES_PER_SECOND's default)
  *
  * (store-big-day is another name for big-day.) audit-logger runs as a user runs it: bin/run.js
  * executed, its shebang (and V8 flags) included. BENCH_RUNS (default 5) sets the runs per figure;
@@ -32,6 +34,8 @@ import {generateEvents} from '../test/fake-heroku/events.js'
 import {startFakeHeroku} from '../test/fake-heroku/server.js'
 import {createScratchDatabase, dropScratchDatabases, openTestDb} from '../test/support/db.js'
 import {bigDay} from './big-day.js'
+import {deliveryBench} from './delivery.js'
+import {drainPace} from './drain-pace.js'
 import {eventsCliBench} from './events-cli.js'
 import {type Measurement, measure, median, spread, table, verdict} from './support.js'
 import {pageLoad} from './page-load.js'
@@ -204,6 +208,8 @@ const benchmarks: Record<string, () => Promise<void>> = {
   'events-cli': () => eventsCliBench(out, BIN, RUNS, 'postgres'),
   'search-embedded': () => searchBench(out, 'embedded', SEARCH_SECONDS),
   'events-cli-embedded': () => eventsCliBench(out, BIN, RUNS, 'embedded'),
+  'drain-pace': () => drainPace(out),
+  delivery: () => deliveryBench(out, BIN, RUNS),
 }
 
 const ALIASES: Record<string, string> = {'store-big-day': 'big-day'}

@@ -4,9 +4,11 @@ import {Flags} from '@oclif/core'
 import type {Kysely} from 'kysely'
 
 import {BaseCommand} from '../base-command.js'
-import {DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, MAX_STALE_AFTER_MINUTES, type HerokuConfig} from '../lib/config.js'
-import type {Database} from '../lib/db/schema.js'
+import {type FinishedDay, dayStatuses, flushAlerts, raiseDayAlerts, raiseYesterdayAlert} from '../lib/alerts/alerts.js'
+import {type AlertsConfig, DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, MAX_STALE_AFTER_MINUTES, type HerokuConfig} from '../lib/config.js'
+import type {Database, ProcessStatus} from '../lib/db/schema.js'
 import {parseProcessableDay, parseProcessableRange, yesterdayUtc} from '../lib/dates.js'
+import {runDelivery} from '../lib/delivery/run-delivery.js'
 import {EXIT, UsageError} from '../lib/errors.js'
 import {type AuditClient, DEFAULTS as CLIENT_DEFAULTS, createAuditClient} from '../lib/heroku/client.js'
 import type {Logger} from '../lib/logger.js'
@@ -116,6 +118,8 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
 
   /** Where diagnostics go; during a range, a logger that keeps clear of the progress bar. */
   private rangeLog?: Logger
+  /** The days this run went through, for the alerts (set before a failure's exit). */
+  private finishedDays: readonly FinishedDay[] = []
 
   public async run(): Promise<DayResult | RangeResult | Plan> {
     const {flags} = await this.parse(Process)
@@ -160,6 +164,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       heartbeatIntervalMs: Math.min(30_000, (staleAfterMinutes * 60_000) / 5),
       outputDir,
       storeFrom: firstKeptDay(settings.store.retentionDays),
+      linesPerSecond: settings.processing?.logLinesPerSecond ?? 0,
     }
 
     // A signal aborts the fetch; the day is then recorded FAILED rather than left PROCESSING.
@@ -171,6 +176,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     }
 
     process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
+    const before = await this.statusesBefore(db, settings.alerts, target)
     const store = settings.store.enabled ? eventStoreFor(db) : undefined
     try {
       if (target.mode === 'date') return await this.runDay(db, heroku, target.from, {...run, store}, cancel.signal)
@@ -190,9 +196,41 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       return await this.runRange(db, heroku, plan, ranged, cancel.signal)
     } finally {
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
-      // Stopped by a signal: leave at once; the next run applies retention.
-      if (!cancel.signal.aborted) await this.retention(db, settings.store.retentionDays)
+      // Stopped by a signal: leave at once; the next run applies retention and sends the alerts.
+      if (!cancel.signal.aborted) {
+        await this.retention(db, settings.store.retentionDays)
+        // After storing, before the alerts: a sink stopped now is announced by this run.
+        if (settings.sink) await runDelivery({db, logger: this.logger, userAgent: `audit-logger/${this.config.version}`, alerts: settings.alerts}, settings.sink, {retryStopped: false})
+        await this.announce(db, settings.alerts, before)
+      }
     }
+  }
+
+  /** The asked-for days' statuses before the run, so that a FAILED day's SUCCESS is announced as its recovery. */
+  private async statusesBefore(db: Kysely<Database>, alerts: AlertsConfig, target: Target): Promise<Map<string, ProcessStatus>> {
+    if (!alerts.webhook) return new Map()
+    try {
+      return await dayStatuses(db, target)
+    } catch (error) {
+      this.logger.warn(`alerts: could not read the days' records (${safeErrorMessage(error)}); no recovery is announced this run`)
+      return new Map()
+    }
+  }
+
+  /**
+   * Alerts (ALERT_WEBHOOK_URL): a day that ended FAILED or ERROR, a recovered day, yesterday not
+   * SUCCESS past HEALTH_REQUIRE_YESTERDAY_AFTER; then sends whatever waits. Never changes the exit code.
+   */
+  private async announce(db: Kysely<Database>, alerts: AlertsConfig, before: ReadonlyMap<string, ProcessStatus>): Promise<void> {
+    if (!alerts.webhook) return
+    try {
+      await raiseDayAlerts(db, alerts.webhook, before, this.finishedDays)
+      await raiseYesterdayAlert(db, alerts, new Date())
+    } catch (error) {
+      this.logger.warn(`alerts: could not record alerts now (${safeErrorMessage(error)}); they are not announced`)
+    }
+
+    await flushAlerts({db, webhook: alerts.webhook, logger: this.logger, source: alerts.source})
   }
 
   /** Removes the events of days older than EVENT_RETENTION_DAYS; never changes the exit code. */
@@ -244,7 +282,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     db: Kysely<Database>,
     heroku: HerokuConfig,
     day: string,
-    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string; storeFrom?: string; store?: EventStore},
+    run: {format: OutputFormat; force: boolean; staleAfterMinutes: number; heartbeatIntervalMs: number; outputDir?: string; storeFrom?: string; linesPerSecond: number; store?: EventStore},
     signal: AbortSignal,
   ): Promise<DayResult> {
     const client = this.client(heroku, () => this.logger, () => day)
@@ -253,6 +291,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     const result = await processDay({db, client, output: process.stdout, logger: this.logger, store}, {day, ...options, signal})
     const line = dayReportLine(result)
     this.logger[line.level](line.message)
+    this.finishedDays = [result]
     if (exitCodeFor([result.outcome]) !== EXIT.ok) this.exit(EXIT.failed)
     return result
   }
@@ -268,6 +307,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       heartbeatIntervalMs: number
       outputDir?: string
       storeFrom?: string
+      linesPerSecond: number
       store?: EventStore
       days?: number
       reserve?: number
@@ -303,6 +343,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
         heartbeatIntervalMs: run.heartbeatIntervalMs,
         outputDir: run.outputDir,
         storeFrom: run.storeFrom,
+        linesPerSecond: run.linesPerSecond,
         rateLimitReserve: run.reserve ?? DEFAULT_RATE_LIMIT_RESERVE,
         signal,
         onDayStart: (day) => (current = day),
@@ -311,6 +352,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
 
     const rerun = rerunCommand(this.config.bin, {...run.rerunFlags, mode: plan.mode, to: plan.to, days: run.days}, result.results)
     this.logToStderr(renderRangeSummary(result, {rerun}).trimEnd())
+    this.finishedDays = result.results
     if (result.exitCode !== EXIT.ok) this.exit(EXIT.failed)
     return result
   }

@@ -4,6 +4,7 @@ import {Flags} from '@oclif/core'
 import closeWithGrace from 'close-with-grace'
 
 import {BaseCommand} from '../base-command.js'
+import {type AlertTimer, startAlertTimer} from '../lib/alerts/timer.js'
 import {loadWebConfig} from '../lib/config.js'
 import {UsageError} from '../lib/errors.js'
 import {changeFeedFor} from '../lib/db/change-feed.js'
@@ -47,6 +48,7 @@ Heroku dyno. Applies pending migrations first; SIGTERM and SIGINT finish in-flig
     // Heroku sends SIGTERM on every restart and allows 30 s: finish in-flight requests, then exit.
     // Answers sent while closing end their keep-alive connection, so close() need not wait it out.
     let closing = false
+    let alertTimer: AlertTimer | undefined
     app.addHook('onSend', async (_request, reply) => {
       if (closing) reply.header('Connection', 'close')
     })
@@ -56,6 +58,8 @@ Heroku dyno. Applies pending migrations first; SIGTERM and SIGINT finish in-flig
       closing = true
       await app.close()
       await changes.close()
+      // Cuts short a webhook request in flight; what it was sending waits for the next run.
+      await alertTimer?.stop()
       // Ends the pool, or closes the embedded database and releases its directory for the next process.
       await this.closeDb()
     })
@@ -65,6 +69,8 @@ Heroku dyno. Applies pending migrations first; SIGTERM and SIGINT finish in-flig
       throw portProblem(error, web.port)
     })
     this.logger.info(`status page listening on ${address.replace('0.0.0.0', 'localhost')}${web.auth ? ' (basic auth)' : ' (read-only)'}`)
+    // ALERT_WEBHOOK_URL: the yesterday check and sending what waits, every 5 minutes.
+    if (!closing) alertTimer = startAlertTimer({db, alerts: settings.alerts, logger: this.logger})
     // Keep the command alive: close-with-grace ends the process.
     await new Promise(() => {})
   }

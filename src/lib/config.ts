@@ -57,11 +57,23 @@ export interface ProcessingConfig {
   rateLimitReserve?: number
   /** OUTPUT_DIR: also write each SUCCESS day to DIR/YYYY-MM-DD.ndjson.gz. */
   outputDir?: string
+  /**
+   * LOG_LINES_PER_SECOND: the most event lines written on stdout per second, 0 = unpaced. Default:
+   * DYNO_LOG_LINES_PER_SECOND on a Heroku dyno (DYNO is set), where stdout is Logplex; else 0.
+   */
+  logLinesPerSecond?: number
 }
 
 export const DEFAULT_CATCH_UP_DAYS = 7
 export const MAX_CATCH_UP_DAYS = 90
 export const DEFAULT_RATE_LIMIT_RESERVE = 500
+/**
+ * The pace of stdout on a dyno: what one Logplex HTTP drain keeps up with when its endpoint takes
+ * about half a second per batch (see the README's "Logplex limits"): a drain sends one batch of
+ * about 100 KB at a time and keeps at most 1,024 messages waiting (L10).
+ */
+export const DYNO_LOG_LINES_PER_SECOND = 200
+export const MAX_LOG_LINES_PER_SECOND = 100_000
 /** Heroku's pool per account: RateLimit-Remaining never exceeds it. */
 export const RATE_LIMIT_POOL = 4500
 /**
@@ -82,9 +94,29 @@ export interface StoreConfig {
 export const DEFAULT_RETENTION_DAYS = 365
 export const MAX_RETENTION_DAYS = 3650
 
+/** Where alerts go (ALERT_WEBHOOK_URL): a Slack-compatible incoming webhook. The URL is a secret. */
+export interface AlertWebhook {
+  url: string
+  /** The URL's host (and port), the only part of it ever printed: "the alert webhook (hooks.slack.com)". */
+  host: string
+}
+
+/** Alerts (see src/lib/alerts/alerts.ts): recorded and sent only when a webhook is configured. */
+export interface AlertsConfig {
+  webhook?: AlertWebhook
+  /** HEALTH_REQUIRE_YESTERDAY_AFTER: from this UTC hour, yesterday not SUCCESS is announced. */
+  requireYesterdayAfterHour?: number
+  /** Names this deployment in each alert: HEROKU_APP_NAME when set. */
+  source?: string
+}
+
 export interface Config {
   database: DatabaseConfig
   store: StoreConfig
+  /** ALERT_WEBHOOK_URL and when yesterday is due (see src/lib/alerts). */
+  alerts: AlertsConfig
+  /** SINK_URL and its settings: where `process` and `deliver` send stored events. */
+  sink?: SinkConfig
   /** Present only when the command needs the API (see loadConfig's `needsHeroku`). */
   heroku?: HerokuConfig
   /** Present only with `needsHeroku`, as only `process` uses it. */
@@ -269,6 +301,7 @@ function readProcessing(env: Env): ProcessingConfig {
     // 0 turns the budget off; the pool never holds more than 4500.
     rateLimitReserve: readInteger(env, 'RATE_LIMIT_RESERVE', 0, RATE_LIMIT_POOL),
     outputDir: read(env, 'OUTPUT_DIR'),
+    logLinesPerSecond: readInteger(env, 'LOG_LINES_PER_SECOND', 0, MAX_LOG_LINES_PER_SECOND) ?? (read(env, 'DYNO') ? DYNO_LOG_LINES_PER_SECOND : 0),
   }
 }
 
@@ -315,7 +348,68 @@ export function loadConfig(env: Env, options: {needsHeroku?: boolean} = {}): Con
   registerSecret(read(env, 'HEROKU_API_TOKEN'))
   const heroku = options.needsHeroku ? readHeroku(env) : undefined
   const processing = options.needsHeroku ? readProcessing(env) : undefined
-  return {database: readDatabase(env), store: readStore(env), heroku, processing, logLevel}
+  const store = readStore(env)
+  return {database: readDatabase(env), store, sink: readSink(env, store), alerts: readAlerts(env), heroku, processing, logLevel}
+}
+
+/**
+ * ALERT_WEBHOOK_URL, an http(s) URL. Its path (and query) hold the webhook's token, so the whole
+ * URL, its path, its last path segment and its query values are registered as secrets before it
+ * is checked, and no message quotes it: only its host is ever named.
+ */
+function readAlertWebhook(env: Env): AlertWebhook | undefined {
+  const url = read(env, 'ALERT_WEBHOOK_URL')
+  if (url === undefined) return undefined
+  registerSecret(url)
+  registerUrlPassword(url)
+  const how = 'set it to the incoming webhook URL (https://hooks.slack.com/services/…), or unset it to send no alerts'
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new UsageError('ALERT_WEBHOOK_URL is not a valid URL', how)
+  }
+
+  registerSecret(parsed.href)
+  // Pieces only when long enough to be a token: a short word ("alerts", "json") masked in every
+  // message would garble them, and the URL itself is never printed anyway.
+  const tokenLike = (piece: string | undefined) => piece !== undefined && piece.length >= MIN_WEBHOOK_SECRET_PIECE
+  const pathAndQuery = `${parsed.pathname}${parsed.search}`
+  if (tokenLike(pathAndQuery)) registerSecret(pathAndQuery)
+  const lastSegment = parsed.pathname.split('/').findLast((segment) => segment.length > 0)
+  if (tokenLike(lastSegment)) {
+    registerSecret(lastSegment)
+    registerSecret(decodedOrKept(lastSegment!))
+  }
+
+  for (const value of parsed.searchParams.values()) if (tokenLike(value)) registerSecret(value)
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    throw new UsageError(`ALERT_WEBHOOK_URL must be an http(s) URL (it starts with ${parsed.protocol}//)`, how)
+  }
+
+  if (url.includes('@')) {
+    throw new UsageError('ALERT_WEBHOOK_URL must not hold a user name or password (user:password@host)', how)
+  }
+
+  return {url: parsed.href, host: parsed.host}
+}
+
+/** The shortest piece of ALERT_WEBHOOK_URL registered as a secret on its own (Slack's token has 24 characters). */
+const MIN_WEBHOOK_SECRET_PIECE = 12
+
+function decodedOrKept(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
+function readAlerts(env: Env): AlertsConfig {
+  const webhook = readAlertWebhook(env)
+  const requireYesterdayAfterHour = readInteger(env, 'HEALTH_REQUIRE_YESTERDAY_AFTER', 0, 23)
+  const source = read(env, 'HEROKU_APP_NAME')
+  return {webhook, requireYesterdayAfterHour, ...(source ? {source} : {})}
 }
 
 function readStore(env: Env): StoreConfig {
@@ -361,5 +455,84 @@ export function loadWebConfig(env: Env, portFlag?: number): WebConfig {
     staleAfterMinutes,
     requireYesterdayAfterHour,
     onDyno: read(env, 'DYNO') !== undefined,
+  }
+}
+
+export const SINK_FORMATS = ['ndjson', 'splunk-hec'] as const
+export type SinkFormat = (typeof SINK_FORMATS)[number]
+
+/** An HTTP intake that gets every stored event, at least once (see src/lib/delivery). */
+export interface SinkConfig {
+  /** SINK_URL: never printed whole (a path or query may hold a token); see `target`. */
+  url: string
+  format: SinkFormat
+  /** SINK_TOKEN: `Authorization: Splunk <token>` for splunk-hec, `Bearer <token>` for ndjson. */
+  token?: string
+  /** What is shown of the sink: its format and host. */
+  target: string
+  /** Most events in one request (SINK_BATCH_EVENTS). */
+  batchEvents: number
+  /** Most bytes in one request's body (SINK_BATCH_BYTES); an event bigger than this goes alone. */
+  batchBytes: number
+  /** Per-request timeout in ms (SINK_TIMEOUT, given in seconds). */
+  timeoutMs: number
+  /** Tries per batch in one run (SINK_MAX_ATTEMPTS) before the run leaves it for the next. */
+  maxAttempts: number
+}
+
+export const DEFAULT_SINK_BATCH_EVENTS = 1000
+/** Splunk's HTTP Event Collector refuses bodies over 1 MB by default (max_content_length). */
+export const DEFAULT_SINK_BATCH_BYTES = 1_000_000
+
+function readSink(env: Env, store: StoreConfig): SinkConfig | undefined {
+  const url = read(env, 'SINK_URL')
+  const token = read(env, 'SINK_TOKEN')
+  registerSecret(token)
+  if (url === undefined) {
+    if (token !== undefined) throw new UsageError('SINK_TOKEN is set but SINK_URL is not', 'set SINK_URL to the intake, or unset SINK_TOKEN')
+    return undefined
+  }
+
+  // A path or query may be the credential itself (Sumo Logic, some webhooks): hide both.
+  registerSecret(url)
+  if (url.includes('@')) {
+    throw new UsageError('SINK_URL must not hold a user name or password (user:password@host)', 'remove them and put the credential in SINK_TOKEN')
+  }
+
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new UsageError('SINK_URL is not a valid URL', 'use the form https://intake.example.com/path')
+  }
+
+  if (parsed.pathname.length > 1) registerSecret(parsed.pathname)
+  for (const value of parsed.searchParams.values()) registerSecret(value)
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    throw new UsageError(`SINK_URL must be an http(s) URL (it starts with ${parsed.protocol}//)`, 'use the form https://intake.example.com/path')
+  }
+
+  const format = (read(env, 'SINK_FORMAT') ?? 'ndjson').toLowerCase()
+  if (!(SINK_FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`SINK_FORMAT must be ${SINK_FORMATS.join(' or ')} (got "${format}")`, 'unset it to post newline-delimited JSON (ndjson)')
+  }
+
+  if (format === 'splunk-hec' && token === undefined) {
+    throw new UsageError('SINK_FORMAT=splunk-hec needs SINK_TOKEN', "set SINK_TOKEN to the HTTP Event Collector token (Splunk: Settings > Data inputs > HTTP Event Collector)")
+  }
+
+  if (!store.enabled) {
+    throw new UsageError('SINK_URL is set but the event store is off (EVENT_STORE=off): sinks are fed from the store', 'unset EVENT_STORE (it is on by default), or unset SINK_URL')
+  }
+
+  return {
+    url,
+    format: format as SinkFormat,
+    token,
+    target: `${format} ${parsed.protocol}//${parsed.host}`,
+    batchEvents: readInteger(env, 'SINK_BATCH_EVENTS', 1, 10_000) ?? DEFAULT_SINK_BATCH_EVENTS,
+    batchBytes: readInteger(env, 'SINK_BATCH_BYTES', 10_000, 100_000_000) ?? DEFAULT_SINK_BATCH_BYTES,
+    timeoutMs: (readPositiveInteger(env, 'SINK_TIMEOUT', 600) ?? 30) * 1000,
+    maxAttempts: readPositiveInteger(env, 'SINK_MAX_ATTEMPTS', 20) ?? 5,
   }
 }

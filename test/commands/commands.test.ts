@@ -148,7 +148,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       expect(stdout).to.match(/Counts: FAILED 1, PROCESSING 1, SUCCESS 1/)
       // Other suites may have left empty month partitions behind: their count and size may follow.
       expect(stdout).to.match(/Event store: on, keeping 365 days \(EVENT_RETENTION_DAYS\)\n {2}no events stored[;\n]/)
-      expect(stdout).to.match(/Migrations: 5 applied, none pending/)
+      expect(stdout).to.match(/Migrations: 7 applied, none pending/)
     })
 
     it('gives the same as JSON, limited', async () => {
@@ -165,7 +165,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       process.env.DATABASE_URL = await createScratchDatabase('status')
       const {stdout, error} = await run('db status')
       expect(error).to.equal(undefined)
-      expect(stdout).to.match(/5 migration\(s\) pending.*\n.*db init.*\nEvent store: on, keeping 365 days \(EVENT_RETENTION_DAYS\)\n {2}not created yet: its migration is pending\n$/)
+      expect(stdout).to.match(/7 migration\(s\) pending.*\n.*db init.*\nEvent store: on, keeping 365 days \(EVENT_RETENTION_DAYS\)\n {2}not created yet: its migration is pending\n$/)
     })
   })
 

@@ -21,6 +21,8 @@ const MIGRATIONS = [
   '2025-10-03T00-00-00_add_events_digest',
   '2025-10-04T00-00-00_notify_changes',
   '2025-10-05T00-00-00_create_audit_events',
+  '2025-10-06T00-00-00_create_sinks',
+  '2025-10-07T00-00-00_create_alerts',
 ]
 const SENTINEL = 'Sentinel-Pa55word-7c1e'
 const STALE_AFTER = 15

@@ -191,10 +191,26 @@ describe('other lines on stderr', () => {
       window: {from: DAY, to: DAY, days: 1},
       missing: [],
       store: {enabled: true, events: 0, oldestDay: null, newestDay: null, bytes: 0, partitions: 0, retentionDays: 365},
+      delivery: [
+        {
+          sink: 'x',
+          target: `ndjson ${HOSTILE}`,
+          configured: true,
+          pendingEvents: 3,
+          pendingDays: 1,
+          oldestPendingDay: DAY,
+          deliveredEvents: 0,
+          lastSuccessAt: null,
+          lastError: null,
+          stoppedAt: '2025-06-07T00:00:00.000Z',
+          stopReason: `HTTP 400: ${HOSTILE}\nFORGED`,
+        },
+      ],
     }
     const table = renderStatusTable(report)
     expectControlFree(table, 'db status')
     expect(table).to.include('FAIL\\x1B]0;pwned\\x07')
+    expect(table).to.match(/STOPPED since 2025-06-07T00:00:00.000Z: HTTP 400: .*FORGED/)
   })
 
   it('a configuration error quoting a hostile value is one safe line (exit 2)', async () => {

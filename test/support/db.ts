@@ -250,9 +250,9 @@ export function openTestDb(url?: string): Kysely<Database> {
   return handleOn(embeddedOpen)
 }
 
-/** Empties the processing record and the event store between tests. */
+/** Empties the processing record, the event store, the sinks' outbox and the alerts between tests. */
 export async function clearLog(db: Kysely<Database>): Promise<void> {
-  await sql`TRUNCATE audit_events_log, audit_events RESTART IDENTITY`.execute(db)
+  await sql`TRUNCATE audit_events_log, audit_events, audit_sink_days, audit_sinks, audit_alerts RESTART IDENTITY`.execute(db)
 }
 
 /** Inserts a record as a test fixture; times are offsets in seconds from the database's now(). */

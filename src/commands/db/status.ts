@@ -33,7 +33,7 @@ to size a database plan). It only looks: no migration is applied, and an embedde
     const {flags} = await this.parse(DbStatus)
     const settings = this.loadSettings({verbose: flags.verbose})
     // A look creates nothing: an embedded database not made yet reads as empty, with every migration pending.
-    const report = await statusReport(await this.openDb({createMissing: false}), flags.limit, {days: flags.days, store: settings.store})
+    const report = await statusReport(await this.openDb({createMissing: false}), flags.limit, {days: flags.days, store: settings.store, sink: settings.sink})
     if (!this.jsonEnabled()) process.stdout.write(renderStatusTable(report))
     return report
   }

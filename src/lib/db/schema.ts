@@ -53,9 +53,66 @@ export interface AuditEventsTable {
   collected_at: ColumnType<Date, never, never>
 }
 
+/** `audit_sinks`: one row per delivery target (SINK_URL), see the 2025-10-06 migration and delivery/. */
+export interface AuditSinksTable {
+  /** The format and host, and a short hash of the whole URL (which may hold a secret, so it is never stored). */
+  name: string
+  format: string
+  /** What is shown of the sink: its format and host. */
+  target: string
+  created_at: ColumnType<Date, never, never>
+  delivered_events: ColumnType<string, never, string>
+  last_success_at: ColumnType<Date | null, never, never>
+  last_attempt_at: ColumnType<Date | null, never, never>
+  last_error: string | null
+  stopped_at: ColumnType<Date | null, never, never>
+  stop_reason: string | null
+  /** Held by the one delivery run working for this sink (see sink-queries.ts). */
+  lease_token: string | null
+  leased_until: ColumnType<Date | null, never, never>
+}
+
+/** `audit_sink_days`: the outbox, a row per (sink, stored day) with the position reached in the day. */
+export interface AuditSinkDaysTable {
+  sink: string
+  day: string
+  /** Bumped when the day is stored again (a forced rerun): a delivery holding an older one starts the day over. */
+  generation: ColumnType<number, number | undefined, number>
+  /** The last event delivered, in (created_at, id) order; null before the first. */
+  after_created_at: Date | null
+  after_id: string | null
+  delivered: ColumnType<number, number | undefined, number>
+  queued_at: ColumnType<Date, never, never>
+  done_at: ColumnType<Date | null, never, never>
+}
+
+/**
+ * `audit_alerts`: what the alert webhook is told, kept until it is sent (see the 2025-10-07
+ * migration and alerts/alerts.ts). Unique by `key`, so an alert is raised once however often asked.
+ */
+export interface AuditAlertsTable {
+  id: Generated<number>
+  /** `<kind>:<subject>[:<occurrence>]`, e.g. day-failed:2026-11-30:3 (see ALERT_KEYS in alerts.ts). */
+  key: string
+  /** Redacted, one line, bounded: safe to send and to print. */
+  text: string
+  created_at: ColumnType<Date, never, never>
+  /** When the webhook accepted it; null while it waits. */
+  sent_at: ColumnType<Date | null, never, Date | null>
+  /** Tries to send it so far. */
+  attempts: ColumnType<number, never, number>
+  /** Why the last try failed (redacted, one line), else null. */
+  last_error: string | null
+  /** Held by one flush while it sends (two runs on one database never send an alert twice at once). */
+  leased_until: ColumnType<Date | null, never, Date | null>
+}
+
 export interface Database {
   audit_events_log: AuditEventsLogTable
   audit_events: AuditEventsTable
+  audit_sinks: AuditSinksTable
+  audit_sink_days: AuditSinkDaysTable
+  audit_alerts: AuditAlertsTable
 }
 
 export type StoredEventRow = Selectable<AuditEventsTable>

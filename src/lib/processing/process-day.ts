@@ -5,13 +5,14 @@ import type {Kysely} from 'kysely'
 import {type ClaimRequest, claimDay, findDay, finishDay, heartbeat} from '../db/audit-log-repository.js'
 import {type AppendEvents, type EventRecord, type EventStore, ensurePartitions, eventRecord, eventTexts} from '../db/event-store.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
+import {queueDayForSinks} from '../db/sink-queries.js'
 import type {AuditClient} from '../heroku/client.js'
 import {HerokuApiError, accountProblem} from '../heroku/errors.js'
 import type {AuditEvent} from '../heroku/types.js'
 import type {Logger} from '../logger.js'
 import {type DayFile, openDayFile} from '../output/day-file.js'
-import {OutputClosed, deliverDay} from '../output/deliver.js'
-import {LineEncoder, type OutputFormat} from '../output/format-event.js'
+import {DeliveryStopped, OutputClosed, type PaceClock, deliverDay, pacedSeconds} from '../output/deliver.js'
+import {LineEncoder, MAX_LOG_LINE_BYTES, type OutputFormat, type WholeEventAt, wholeEventNote} from '../output/format-event.js'
 import {type Spool, openSpool} from '../output/spool.js'
 import {redact, safeErrorMessage} from '../secrets.js'
 import {DatabaseFailure, inDatabase, isDatabaseUnreachable, retryOnLostConnection} from './database-failure.js'
@@ -29,6 +30,8 @@ export interface ProcessDayDeps {
   openFile?: (dir: string, day: string) => Promise<DayFile>
   /** Where the day's lines wait for the fence (default: memory, then an unlinked temporary file past 4 MB); tests swap it. */
   openSpool?: () => Promise<Spool>
+  /** The clock that paces stdout (LOG_LINES_PER_SECOND); tests pass one that does not wait. */
+  paceClock?: PaceClock
   /**
    * The event store (EVENT_STORE=on): the day's events are loaded into it while pages arrive, in
    * one transaction that also records SUCCESS, so they are stored exactly when the day is SUCCESS.
@@ -48,7 +51,12 @@ export interface ProcessDayOptions {
   outputDir?: string
   /** With the store: the first day it keeps (EVENT_RETENTION_DAYS); earlier days are not stored. */
   storeFrom?: string
+  /** LOG_LINES_PER_SECOND: the most event lines written on stdout per second; 0 or absent = unpaced. */
+  linesPerSecond?: number
 }
+
+/** Paced output taking longer than this is announced on stderr, with how long it will take. */
+const ANNOUNCE_PACE_AFTER_SECONDS = 10
 
 /**
  * success: fetched, written, recorded. failed/error: recorded FAILED/ERROR. done/busy: skipped
@@ -184,9 +192,18 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     // objects are dropped at once. Only the ids stay (as strings), to drop duplicates and for the
     // digest, which sorts them.
     spool = await (deps.openSpool ?? (() => openSpool((reason) => logger.debug(`${day}: no temporary file (${reason}); the day waits in memory`))))()
-    const encoder = new LineEncoder(options.format)
-    // The file always holds JSON lines, whatever stdout's format.
-    const fileEncoder = file && options.format !== 'json' ? new LineEncoder('json') : undefined
+    // Stdout is Logplex on a dyno: no line longer than MAX_LOG_LINE_BYTES. An event that would be
+    // longer is written cut, its note saying where it is whole (see cutEventLine).
+    const whole: WholeEventAt = append
+      ? {kind: 'store'}
+      : file
+        ? {kind: 'file', path: file.path}
+        : {kind: 'nowhere', why: store ? `${day} is before the days EVENT_RETENTION_DAYS keeps, and no --output-dir is set` : 'EVENT_STORE=off and no --output-dir is set'}
+    const encoder = new LineEncoder(options.format, undefined, {maxBytes: MAX_LOG_LINE_BYTES, whole})
+    // The file always holds whole JSON lines, whatever stdout's format: with --format json it
+    // takes stdout's bytes, unless a line of the page was cut; then (and for text) its own encoder.
+    let fileEncoder: LineEncoder | undefined
+    let cut = 0
     const ids = new Set<string>()
     let duplicates = 0
     for await (const page of client.fetchDay(day, {signal})) {
@@ -206,14 +223,22 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       events += page.events.length - dropped
       rateLimitRemaining = page.rateLimitRemaining ?? rateLimitRemaining
       const lines = encoder.encode(page.events, page.body, keep)
+      cut += encoder.cut
       // The encoder's buffer is reused for the next page, so the gzip stream gets a copy.
-      if (file) await file.write(Buffer.from(fileEncoder ? fileEncoder.encode(page.events, page.body, keep) : lines))
+      if (file) {
+        const wholeLines = options.format === 'json' && encoder.cut === 0 ? lines : (fileEncoder ??= new LineEncoder('json')).encode(page.events, page.body, keep)
+        await file.write(Buffer.from(wholeLines))
+      }
+
       await spool.write(lines)
       await stored
       logger.debug(`${day}: page ${page.number}: ${page.events.length} events${dropped ? ` (${dropped} seen before)` : ''} (RateLimit-Remaining ${page.rateLimitRemaining ?? '?'})`)
     }
 
     if (duplicates > 0) logger.warn(`${day}: the API sent ${duplicates} event(s) whose id it had already sent that day; each id is written and counted once`)
+    if (cut > 0) {
+      logger.info(`${day}: ${cut} event(s) too long for one log line (over ${MAX_LOG_LINE_BYTES} bytes) written on stdout with their data cut; whole: ${wholeEventNote(whole, undefined)}`)
+    }
 
     clearInterval(beat)
     // Inside the store's transaction a lost connection loses the transaction: no retry there.
@@ -229,8 +254,21 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     }
 
     let outputClosed: OutputClosed | undefined
+    const linesPerSecond = options.linesPerSecond ?? 0
+    const seconds = pacedSeconds(events, linesPerSecond)
+    if (seconds >= ANNOUNCE_PACE_AFTER_SECONDS) {
+      logger.info(`${day}: writing ${events} lines at ${linesPerSecond}/s (~${seconds < 90 ? `${Math.round(seconds)} s` : `${Math.round(seconds / 60)} min`}; LOG_LINES_PER_SECOND)`)
+    }
+
+    // Paced, delivery can take many minutes. Without the store (no transaction), the heartbeat goes
+    // on meanwhile, so the claim does not go stale and get taken over. With the store it must not:
+    // the fence's heartbeat above ran inside the store's open transaction, which holds the row's
+    // lock until it commits; a heartbeat on another connection would wait for that lock. Nor need
+    // it: a takeover (claimDay's ON CONFLICT DO UPDATE), a reset or a cleanup needs that lock too,
+    // so it waits until the SUCCESS commits (and then finds the day done) or rolls back.
+    if (!append) startBeating()
     try {
-      await deliverDay(spool, output)
+      await deliverDay(spool, output, linesPerSecond > 0 ? {linesPerSecond, clock: deps.paceClock, signal} : undefined)
       written = true
     } catch (error) {
       // A reader that went away (`| head -1`) does not undo the collection when the day is whole
@@ -239,12 +277,16 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
       // whole, so the day fails and is fetched again.
       if (!(error instanceof OutputClosed) || !(fileCommitted || append)) throw error
       outputClosed = error
+    } finally {
+      clearInterval(beat)
     }
 
     await spool.close()
     const digest = eventsDigest([...ids])
     const finished = () => finishDay(trx, {day, token, status: 'SUCCESS', eventsCount: events, errorMessage: null, eventsDigest: digest})
     if (!(await inDatabase(finished, idempotent))) throw new ClaimLost()
+    // Queued for every sink in the same transaction: a day is stored exactly when it is queued.
+    if (append) await inDatabase(() => queueDayForSinks(trx, day), idempotent)
     return result('success', {
       events,
       pages,
@@ -292,13 +334,16 @@ export async function processDay(deps: ProcessDayDeps, options: ProcessDayOption
     // A 429 that outlasted the retries means the account's pool is empty: report it as such, so a
     // range starts no further day (its failed responses carry no other reading).
     if (error instanceof HerokuApiError && error.details.status === 429) rateLimitRemaining = 0
-    const status = error instanceof HerokuApiError && error.kind !== 'malformed' ? 'FAILED' : 'ERROR'
+    // A signal that stops a paced delivery is a signal like one that stops the fetch: FAILED.
+    const status = (error instanceof HerokuApiError && error.kind !== 'malformed') || error instanceof DeliveryStopped ? 'FAILED' : 'ERROR'
     const message =
       error instanceof DatabaseFailure
         ? error.describe()
         : error instanceof OutputClosed
           ? `${error.message} before the day's ${events} events were all written, and no --output-dir holds them: not delivered, so the day will be fetched again`
-          : redact(error instanceof Error ? error.message : String(error))
+          : error instanceof DeliveryStopped
+            ? `${error.message} (of ${events}), by a signal: not delivered whole, so the day will be fetched and written again`
+            : redact(error instanceof Error ? error.message : String(error))
     const unreachable = error instanceof DatabaseFailure && error.unreachable ? {databaseUnreachable: true} : {}
     const account = accountProblem(error)
     let recorded: boolean

@@ -3,6 +3,7 @@ import type {Kysely} from 'kysely'
 import {addDays, todayUtc} from '../dates.js'
 import {type PruneResult, pruneEvents} from '../db/event-queries.js'
 import type {Database} from '../db/schema.js'
+import {forgetDaysBefore} from '../db/sink-queries.js'
 
 /** The first day whose events are kept: `retentionDays` days before today (UTC). */
 export function firstKeptDay(retentionDays: number, now: Date = new Date()): string {
@@ -17,7 +18,10 @@ export interface RetentionReport {
 /** Removes the events of every day before the retention window; the days' records stay. */
 export async function applyRetention(db: Kysely<Database>, retentionDays: number, now: Date = new Date()): Promise<RetentionReport> {
   const firstKept = firstKeptDay(retentionDays, now)
-  return {firstKept, pruned: await pruneEvents(db, firstKept)}
+  const pruned = await pruneEvents(db, firstKept)
+  // The sinks' outbox rows of those days point at nothing now.
+  await forgetDaysBefore(db, firstKept)
+  return {firstKept, pruned}
 }
 
 /** One line saying what retention removed, or undefined when there was nothing to remove. */

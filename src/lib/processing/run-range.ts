@@ -62,6 +62,8 @@ export interface RunRangeOptions {
   outputDir?: string
   /** With the store: the first day it keeps (see ProcessDayOptions). */
   storeFrom?: string
+  /** LOG_LINES_PER_SECOND (see ProcessDayOptions). */
+  linesPerSecond?: number
   /** Aborts the day in progress (recorded FAILED) and starts no other. */
   signal?: AbortSignal
   /** Told which day starts, e.g. to prefix the API client's notices. */
@@ -182,6 +184,7 @@ async function runOne(job: typeof processDay, deps: RunRangeDeps & {logger: Logg
         signal: options.signal,
         outputDir: options.outputDir,
         storeFrom: options.storeFrom,
+        linesPerSecond: options.linesPerSecond,
       },
     )
   } catch (error) {

@@ -1,9 +1,11 @@
 import type {Kysely} from 'kysely'
 
-import {DEFAULT_RETENTION_DAYS, MAX_CATCH_UP_DAYS, type StoreConfig} from '../config.js'
+import {DEFAULT_RETENTION_DAYS, MAX_CATCH_UP_DAYS, type SinkConfig, type StoreConfig} from '../config.js'
 import {countByStatus, latestDays} from '../db/audit-log-repository.js'
 import {migrationState} from '../db/migrate.js'
 import type {AuditLogRow, Database} from '../db/schema.js'
+import {sinkBacklogs} from '../db/sink-queries.js'
+import {type SinkStatus, deliveryStatus, renderDeliveryLines} from '../delivery/delivery-status.js'
 import {STORE_MIGRATION, type StoreReport, renderStoreLines, storeReport} from '../events/store-access.js'
 import {shortDigest} from './events-digest.js'
 import {findMissingDays} from './gaps.js'
@@ -33,6 +35,8 @@ export interface StatusReport {
   missing: string[]
   /** The event store: on or off, its retention, and what it holds (empty until its migration has run). */
   store: StoreReport
+  /** Each sink's backlog (SINK_URL): what waits to be delivered, and when it last got through. */
+  delivery: SinkStatus[]
 }
 
 export interface StatusOptions {
@@ -41,6 +45,8 @@ export interface StatusOptions {
   now?: Date
   /** EVENT_STORE and EVENT_RETENTION_DAYS; default on, 365 days. */
   store?: StoreConfig
+  /** SINK_URL's sink, to show it even before its first delivery. */
+  sink?: SinkConfig
 }
 
 export const DEFAULT_STATUS_DAYS = 30
@@ -72,10 +78,10 @@ export async function statusReport(db: Kysely<Database>, limit: number, options:
     pending: state.filter((m) => !m.executedAt).map((m) => m.name),
   }
   const store = await storeReport(db, options.store ?? {enabled: true, retentionDays: DEFAULT_RETENTION_DAYS}, migrations.applied.includes(STORE_MIGRATION))
-  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations, window, missing: [], store}
-  const [rows, counts, missing] = await Promise.all([latestDays(db, limit), countByStatus(db), findMissingDays(db, window)])
+  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations, window, missing: [], store, delivery: []}
+  const [rows, counts, missing, backlogs] = await Promise.all([latestDays(db, limit), countByStatus(db), findMissingDays(db, window), sinkBacklogs(db)])
   const total = Object.values(counts).reduce((sum, n) => sum + n, 0)
-  return {records: rows.map(toRecord), counts, total, migrations, window, missing, store}
+  return {records: rows.map(toRecord), counts, total, migrations, window, missing, store, delivery: deliveryStatus(backlogs, options.sink, store.events)}
 }
 
 /** Consecutive days folded into runs: 2025-09-01..2025-09-07 (7 days), 2025-09-10. */
@@ -135,6 +141,7 @@ export function renderStatusTable(report: StatusReport): string {
           `Run \`audit-logger process ${window.days <= MAX_CATCH_UP_DAYS ? `--catch-up --days ${window.days}` : `--from ${missing[0]} --to ${missing.at(-1)}`}\` to fetch them.`,
   )
   lines.push(...renderStoreLines(report.store, storeCreated))
+  lines.push(...renderDeliveryLines(report.delivery))
   const latest = report.migrations.applied.at(-1)
   lines.push(`Migrations: ${report.migrations.applied.length} applied, none pending${latest ? ` (latest ${latest})` : ''}`)
   return `${lines.join('\n')}\n`

@@ -5,6 +5,8 @@ import {yesterdayUtc} from '../dates.js'
 import {findDay} from '../db/audit-log-repository.js'
 import {type LogFilter, listLogs, summarizeLogs} from '../db/log-queries.js'
 import type {Database} from '../db/schema.js'
+import {sinkBacklogs} from '../db/sink-queries.js'
+import {deliveryStatus} from '../delivery/delivery-status.js'
 import {safeErrorMessage} from '../secrets.js'
 import type {RouteContext} from './app.js'
 import {createHealthCheck, gapReport} from './health.js'
@@ -35,6 +37,12 @@ export function registerApiRoutes(app: FastifyInstance, context: RouteContext): 
       return toRecordView(row)
     },
   )
+
+  // Each sink's backlog (no URL: only its format and host). Read fresh: deliveries bypass the change feed.
+  app.get('/api/delivery', async () => {
+    const sinks = deliveryStatus(await sinkBacklogs(db), undefined, 0).map(({configured: _configured, ...sink}) => sink)
+    return {sinks}
+  })
 
   // No auth and no secrets: for uptime monitors and the router. Cheap under any load (see createHealthCheck).
   const health = createHealthCheck({

@@ -108,6 +108,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         status: 'partials/status.hbs',
         version: 'partials/version.hbs',
         summary: 'partials/summary.hbs',
+        delivery: 'partials/delivery.hbs',
         calendar: 'partials/calendar.hbs',
         'event-filters': 'partials/event-filters.hbs',
       },

@@ -4,6 +4,7 @@ import type {Kysely} from 'kysely'
 import {findDay} from '../db/audit-log-repository.js'
 import {type LogFilter, deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../db/log-queries.js'
 import {type Database, STATUSES} from '../db/schema.js'
+import {type SinkBacklog, sinkBacklogs} from '../db/sink-queries.js'
 import type {RouteContext} from './app.js'
 import {eventsQuery} from './event-view.js'
 import {HttpError} from './http-error.js'
@@ -36,6 +37,8 @@ const deleteSelectionSchema = {
 export function registerPageRoutes(app: FastifyInstance, context: RouteContext): void {
   const {db, config} = context
   const readOnly = context.csrf === undefined
+  // Deliveries do not go through the change feed: their backlog is read at most every few seconds.
+  const recentBacklogs = backlogsEvery(db, 5000)
 
   app.get<{Querystring: LogQuery}>('/', {schema: {querystring: logQuerySchema}}, async (request, reply) => {
     const query = request.query
@@ -44,7 +47,8 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
     // Everything from the database, already shaped for the template; the clock matters only
     // through which days the calendar shows.
     const log = await context.reads.get(cacheKey('log view', filter, query.page, query.size, calendarRange(now)), () => loadLogView(db, filter, query, now))
-    return reply.viewAsync('pages/index.hbs', {...log, title: 'Audit log processing', readOnly, notice: noticeFrom(query), version: context.version})
+    const delivery = deliveryView(await recentBacklogs())
+    return reply.viewAsync('pages/index.hbs', {...log, delivery, title: 'Audit log processing', readOnly, notice: noticeFrom(query), version: context.version})
   })
 
   app.get<{Params: {date: string}}>(
@@ -177,4 +181,35 @@ function noticeFrom(query: LogQuery): string | undefined {
   if (query.kept) parts.push(`Kept ${query.kept} record${query.kept === 1 ? '' : 's'} still being processed by a live run (tick "delete anyway" to force).`)
   if (query.missing) parts.push(`${query.missing} had no record.`)
   return parts.join(' ')
+}
+
+/** The sinks' backlogs, read again once `maxAgeMs` old (one read shared by concurrent requests). */
+export function backlogsEvery(db: Kysely<Database>, maxAgeMs: number): () => Promise<SinkBacklog[]> {
+  let latest: {at: number; value: Promise<SinkBacklog[]>} | undefined
+  return () => {
+    const now = Date.now()
+    if (!latest || now - latest.at > maxAgeMs) {
+      const value = sinkBacklogs(db)
+      latest = {at: now, value}
+      value.catch(() => {
+        if (latest?.value === value) latest = undefined
+      })
+    }
+
+    return latest.value
+  }
+}
+
+/** What the log page shows of delivery: each sink's backlog, or nothing when there is no sink. */
+function deliveryView(backlogs: SinkBacklog[]) {
+  if (backlogs.length === 0) return undefined
+  return backlogs.map((b) => ({
+    target: b.target,
+    pending: b.pending_events,
+    oldestPendingDay: b.oldest_pending_day,
+    delivered: b.delivered_events,
+    lastSuccessText: b.last_success_at ? formatUtc(b.last_success_at) : 'never',
+    stopped: b.stopped_at ? {at: formatUtc(b.stopped_at), reason: oneLine(b.stop_reason, 200)} : undefined,
+    lastError: !b.stopped_at && b.pending_events > 0 && b.last_error ? oneLine(b.last_error, 200) : undefined,
+  }))
 }

@@ -1,0 +1,78 @@
+/**
+ * One POST to a Slack-compatible incoming webhook: `{"text": "…"}`. Bounded: a timeout covers the
+ * whole exchange, at most MAX_ANSWER_BYTES of the answer are read, redirects are not followed (the
+ * URL's path is the credential), and every word of the answer is made safe before anyone sees it.
+ */
+import type {AlertWebhook} from '../config.js'
+import {redact} from '../secrets.js'
+import {oneLine} from '../text.js'
+
+/** The most bytes of a webhook's answer read (Slack answers "ok", or a short error code). */
+export const MAX_ANSWER_BYTES = 2048
+
+export type PostOutcome = {ok: true} | {ok: false; reason: string}
+
+/**
+ * Slack reads `&`, `<` and `>` as markup (`<!channel>` would notify a whole channel), so text from
+ * outside, such as an API's error message, is escaped as Slack asks.
+ */
+export function escapeSlack(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
+}
+
+/** POSTs `text`; never throws. A failure's reason is one safe line, naming no part of the URL. */
+export async function postToWebhook(webhook: AlertWebhook, text: string, options: {timeoutMs: number; signal?: AbortSignal}): Promise<PostOutcome> {
+  const timeout = AbortSignal.timeout(options.timeoutMs)
+  const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout
+  try {
+    const response = await fetch(webhook.url, {
+      method: 'POST',
+      headers: {'content-type': 'application/json; charset=utf-8', accept: 'text/plain, application/json'},
+      body: JSON.stringify({text: escapeSlack(text)}),
+      redirect: 'manual',
+      signal,
+    })
+    const answer = await readBounded(response)
+    if (response.status >= 200 && response.status < 300) return {ok: true}
+    const said = answer.trim() ? `: ${oneLine(redact(answer), 200)}` : ''
+    const redirect = response.status >= 300 && response.status < 400 ? ' (a redirect, not followed)' : ''
+    return {ok: false, reason: `answered HTTP ${response.status}${redirect}${said}`}
+  } catch (error) {
+    if (timeout.aborted) return {ok: false, reason: `did not answer within ${options.timeoutMs / 1000} s`}
+    if (options.signal?.aborted) return {ok: false, reason: 'stopped before it answered'}
+    return {ok: false, reason: `could not be reached (${networkCause(error)})`}
+  }
+}
+
+/** The first MAX_ANSWER_BYTES of the answer, as text; the rest is not read. */
+async function readBounded(response: Response): Promise<string> {
+  if (!response.body) return ''
+  const reader = response.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    while (size < MAX_ANSWER_BYTES) {
+      const {done, value} = await reader.read()
+      if (done) break
+      chunks.push(value)
+      size += value.byteLength
+    }
+  } finally {
+    await reader.cancel().catch(() => {})
+  }
+
+  return new TextDecoder().decode(Buffer.concat(chunks).subarray(0, MAX_ANSWER_BYTES))
+}
+
+/** The system's word for a network failure (ECONNREFUSED, ENOTFOUND…): never a URL. */
+function networkCause(error: unknown): string {
+  let current: unknown = error
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const code = (current as {code?: unknown}).code
+    if (typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code)) return code
+    current = (current as {cause?: unknown}).cause
+  }
+
+  const text = error instanceof Error ? error.message : String(error)
+  return oneLine(redact(text), 120)
+}
