@@ -11,6 +11,7 @@ import {describeWithServer} from '../support/db.js'
 import {waitForRun} from '../support/helpers.js'
 import {useJobSuite} from '../support/job-suite.js'
 import {type SinkServer, startSink} from '../support/sink.js'
+import {startWebhook} from '../support/webhook.js'
 
 const SINK_TOKEN = 'hec tok%/&?=+en-4242'
 
@@ -97,6 +98,29 @@ describeWithServer('sinks (real processes)', function () {
     const resumed = await runCli(['deliver', '--json'], withSink({SINK_FORMAT: 'splunk-hec'}))
     expect(resumed.code, resumed.stderr).to.equal(0)
     expect(JSON.parse(resumed.stdout)).to.include({outcome: 'done', delivered: 65, pending: 0})
+  })
+
+  it('a sink stopped by a 400 is announced to ALERT_WEBHOOK_URL once, naming its target, without the token', async () => {
+    const hook = await startWebhook()
+    try {
+      const alerting = withSink({ALERT_WEBHOOK_URL: hook.url})
+      intake.script({status: 400, body: `{"text":"Invalid token ${SINK_TOKEN} (${encodeURIComponent(SINK_TOKEN)})","code":6}`})
+      const run = await runCli(['process', '--date', day], alerting)
+      expect(run.code, run.stderr).to.equal(0)
+      expect(hook.texts()).to.have.length(1)
+      const [text] = hook.texts()
+      expect(text).to.include(`sink ndjson ${new URL(intake.url).origin} refused a batch and is stopped: HTTP 400`)
+      expect(text).not.to.include(SINK_TOKEN)
+      expect(text).not.to.include(encodeURIComponent(SINK_TOKEN))
+
+      // Still stopped: the next run sends it nothing and announces nothing new.
+      const again = await runCli(['process', '--date', nextDay], alerting)
+      expect(again.code, again.stderr).to.equal(0)
+      expect(intake.requests).to.have.length(1)
+      expect(hook.texts()).to.deep.equal([text])
+    } finally {
+      await hook.close()
+    }
   })
 
   it('a deliver killed mid-way resumes from its durable position: every event arrives, at most one batch twice', async () => {
