@@ -33,7 +33,21 @@ prints); 2 usage or configuration error (no SINK_URL, EVENT_STORE=off).`
     const db = await this.openDb()
     await this.migrate(db)
     const deps = {db, logger: this.logger, userAgent: `audit-logger/${this.config.version}`, alerts: settings.alerts}
-    const report = await runDelivery(deps, settings.sink, {retryStopped: true})
+    // A signal (a dyno stopping) ends the run between batches: the position is kept, the lease released.
+    const cancel = new AbortController()
+    const onSignal = (signal: NodeJS.Signals) => {
+      this.logger.warn(`received ${signal}: stopping; the next run resumes from the same position`)
+      cancel.abort()
+    }
+
+    process.once('SIGINT', onSignal).once('SIGTERM', onSignal)
+    let report: DeliveryReport | undefined
+    try {
+      report = await runDelivery(deps, settings.sink, {retryStopped: true, signal: cancel.signal})
+    } finally {
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
+    }
+
     await flushAlerts({db, webhook: settings.alerts.webhook, logger: this.logger, source: settings.alerts.source})
     if (!report || report.pending > 0 || report.outcome !== 'done') {
       if (this.jsonEnabled() && report) this.logJson(report)

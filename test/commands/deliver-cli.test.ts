@@ -123,6 +123,25 @@ describeWithServer('sinks (real processes)', function () {
     }
   })
 
+  it('a deliver stopped by SIGTERM (a dyno stopping) ends at once, releases the sink, and the next run carries on', async () => {
+    await runCli(['process', '--date', day], withSink({SINK_URL: 'http://127.0.0.1:9/unused'}))
+    await sql`DELETE FROM audit_sinks`.execute(db)
+    intake.script({status: 200}, 'hang')
+    const run = startCli(['deliver'], withSink())
+    await waitForRun('the second batch sent', run, () => intake.requests.length >= 2)
+    run.kill('SIGTERM')
+    const stopped = await run.result
+    expect(stopped.code, 'events are still waiting').to.equal(1)
+    expect(stopped.stderr).to.match(/received SIGTERM: stopping/)
+    expect(stopped.stderr).to.match(/interrupted after delivering 10 event\(s\)/)
+    const lease = await sql<{lease_token: string | null}>`SELECT lease_token FROM audit_sinks`.execute(db)
+    expect(lease.rows[0].lease_token, 'the lease is released').to.equal(null)
+    const resumed = await runCli(['deliver'], withSink())
+    expect(resumed.code, resumed.stderr).to.equal(0)
+    expect(intake.acceptedIds()).to.have.length(40)
+    expect(new Set(intake.acceptedIds()).size).to.equal(40)
+  })
+
   it('a deliver killed mid-way resumes from its durable position: every event arrives, at most one batch twice', async () => {
     await runCli(['process', '--date', day], withSink({SINK_URL: 'http://127.0.0.1:9/unused'}))
     await sql`DELETE FROM audit_sinks`.execute(db)

@@ -186,6 +186,17 @@ describe('embedded database (PGlite)', function () {
     }
   })
 
+  it('starts PostgreSQL with small shared buffers (its shared memory is resident WebAssembly memory), a stand-in too', async () => {
+    const buffers = async (db: Kysely<Database>) => (await sql<{value: string}>`SELECT current_setting('shared_buffers') AS value`.execute(db)).rows[0].value
+    const standIn = await openStandInEmbeddedDb(scratchDir())
+    try {
+      expect(await buffers(lite.db)).to.equal('16MB')
+      expect(await buffers(standIn.db)).to.equal('16MB')
+    } finally {
+      await standIn.close()
+    }
+  })
+
   /** Runs a scenario on the server, then on PGlite, each from an empty table (only in suites declared WithServer). */
   async function onBoth<T>(scenario: (db: Kysely<Database>, engine: string) => Promise<T>): Promise<{pg: T; pglite: T}> {
     expect(pgDb, 'a comparison with the server runs only where there is one').to.not.equal(undefined)

@@ -201,6 +201,18 @@ describeOnEngines('delivering stored events to a sink', (engine) => {
     expect((await sinkBacklogs(db))[0].stopped_at).to.equal(null)
   })
 
+  it('clears a stop once nothing is left to send (the refused day was reset or pruned meanwhile)', async () => {
+    await storeSuccessDay(DAYS[0], 3)
+    intake.script({status: 400, body: 'bad'})
+    expect((await deliver().done).outcome).to.equal('stopped')
+    await sql`DELETE FROM audit_sink_days`.execute(db)
+    await sql`DELETE FROM audit_events_log`.execute(db)
+    expect((await deliver().done).outcome, 'process leaves a stopped sink alone').to.equal('stopped')
+    const resumed = await deliver({retryStopped: true}).done
+    expect(resumed).to.include({outcome: 'done', requests: 0})
+    expect((await sinkBacklogs(db))[0].stopped_at).to.equal(null)
+  })
+
   it('halves the batch on 413 instead of giving up', async () => {
     const ids = await storeSuccessDay(DAYS[0], 40)
     intake.script({status: 413, body: 'too big'})

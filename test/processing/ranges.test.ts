@@ -87,9 +87,9 @@ describe('range settings from the environment', () => {
   const base = {DATABASE_URL: 'postgres://u@127.0.0.1/x', HEROKU_API_TOKEN: 'HRKU-x', HEROKU_ACCOUNT_ID: 'acme'}
 
   it('reads CATCH_UP_DAYS, RATE_LIMIT_RESERVE and OUTPUT_DIR for process, leaving defaults to the command', () => {
-    expect(loadConfig(base, {needsHeroku: true}).processing).to.deep.equal({catchUpDays: undefined, rateLimitReserve: undefined, outputDir: undefined})
+    expect(loadConfig(base, {needsHeroku: true}).processing).to.deep.equal({catchUpDays: undefined, rateLimitReserve: undefined, outputDir: undefined, logLinesPerSecond: 0})
     const set = loadConfig({...base, CATCH_UP_DAYS: '14', RATE_LIMIT_RESERVE: '0', OUTPUT_DIR: ' /var/audit '}, {needsHeroku: true})
-    expect(set.processing).to.deep.equal({catchUpDays: 14, rateLimitReserve: 0, outputDir: '/var/audit'})
+    expect(set.processing).to.deep.equal({catchUpDays: 14, rateLimitReserve: 0, outputDir: '/var/audit', logLinesPerSecond: 0})
     // Other commands neither need nor check them.
     expect(loadConfig({...base, CATCH_UP_DAYS: 'x'}).processing).to.equal(undefined)
   })

@@ -194,6 +194,11 @@ export async function stopSink(db: Kysely<Database>, name: string, reason: strin
   })
 }
 
+/** Nothing was left to send: a stop (from a batch since removed by retention or a reset) no longer holds. */
+export async function clearStop(db: Kysely<Database>, name: string, token: string): Promise<void> {
+  await sql`UPDATE audit_sinks SET stopped_at = NULL, stop_reason = NULL WHERE name = ${name} AND lease_token = ${token} AND stopped_at IS NOT NULL`.execute(db)
+}
+
 /** A sink's backlog, for db status and the status page. */
 export interface SinkBacklog extends SinkRow {
   /** Events stored but not yet accepted by the sink. */

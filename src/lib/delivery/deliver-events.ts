@@ -8,6 +8,7 @@ import {
   type DayPosition,
   type PendingDay,
   advance,
+  clearStop,
   dayPosition,
   finishDay,
   findSink,
@@ -214,6 +215,7 @@ export async function deliverToSink(deps: DeliveryDeps, options: DeliveryOptions
       if (!(await leaseSink(db, name, token, leaseMs))) return await report('busy', 'another run took over this sink')
     }
 
+    if (options.retryStopped) await clearStop(db, name, token)
     return await report('done')
   } finally {
     await recording?.done.catch(() => {})
