@@ -1,8 +1,12 @@
+import {Flags} from '@oclif/core'
+
 import {BaseCommand} from '../base-command.js'
 import {flushAlerts} from '../lib/alerts/alerts.js'
-import type {DeliveryReport} from '../lib/delivery/deliver-events.js'
+import {forgetSinksExcept} from '../lib/db/sink-queries.js'
+import {type DeliveryReport, sinkName} from '../lib/delivery/deliver-events.js'
 import {runDelivery} from '../lib/delivery/run-delivery.js'
 import {EXIT, UsageError} from '../lib/errors.js'
+import {escapeControls} from '../lib/text.js'
 
 export default class Deliver extends BaseCommand {
   static override summary = 'send every stored event the sink (SINK_URL) has not accepted yet, and any alert waiting'
@@ -23,6 +27,13 @@ prints); 2 usage or configuration error (no SINK_URL, EVENT_STORE=off).`
     {description: 'As a Scheduler job, after fixing SINK_TOKEN', command: '<%= config.bin %> <%= command.id %> --json'},
   ]
 
+  static override flags = {
+    'forget-other-sinks': Flags.boolean({
+      description: 'first remove every sink but SINK_URL\'s, with its backlog (after SINK_URL changed: an old sink is otherwise kept, and its backlog grows)',
+      default: false,
+    }),
+  }
+
   public async run(): Promise<DeliveryReport> {
     const {flags} = await this.parse(Deliver)
     const settings = this.loadSettings({verbose: flags.verbose})
@@ -32,6 +43,11 @@ prints); 2 usage or configuration error (no SINK_URL, EVENT_STORE=off).`
 
     const db = await this.openDb()
     await this.migrate(db)
+    if (flags['forget-other-sinks']) {
+      const removed = await forgetSinksExcept(db, sinkName(settings.sink))
+      this.logger.info(removed.length > 0 ? `forgot ${removed.length} other sink(s) and their backlog: ${removed.map((target) => escapeControls(target)).join(', ')}` : 'no other sink to forget')
+    }
+
     const deps = {db, logger: this.logger, userAgent: `audit-logger/${this.config.version}`, alerts: settings.alerts}
     // A signal (a dyno stopping) ends the run between batches: the position is kept, the lease released.
     const cancel = new AbortController()

@@ -195,14 +195,20 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       const ranged = {...run, store, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags}
       return await this.runRange(db, heroku, plan, ranged, cancel.signal)
     } finally {
-      process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
-      // Stopped by a signal: leave at once; the next run applies retention and sends the alerts.
+      // The run's alerts are recorded even after a signal (one quick insert): a day a signal
+      // failed is then announced by the next run that sends alerts.
+      await this.raiseRunAlerts(db, settings.alerts, before)
+      // Stopped by a signal: leave now; the next run applies retention, delivers and sends the alerts.
       if (!cancel.signal.aborted) {
         await this.retention(db, settings.store.retentionDays)
-        // After storing, before the alerts: a sink stopped now is announced by this run.
-        if (settings.sink) await runDelivery({db, logger: this.logger, userAgent: `audit-logger/${this.config.version}`, alerts: settings.alerts}, settings.sink, {retryStopped: false})
-        await this.announce(db, settings.alerts, before)
+        // A signal during delivery ends it between batches: the sink's position is kept, its lease released.
+        const deliveryDeps = {db, logger: this.logger, userAgent: `audit-logger/${this.config.version}`, alerts: settings.alerts}
+        if (settings.sink) await runDelivery(deliveryDeps, settings.sink, {retryStopped: false, signal: cancel.signal})
+        // After delivery: a sink stopped now is announced by this run.
+        if (!cancel.signal.aborted && settings.alerts.webhook) await flushAlerts({db, webhook: settings.alerts.webhook, logger: this.logger, source: settings.alerts.source})
       }
+
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
     }
   }
 
@@ -218,10 +224,10 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
   }
 
   /**
-   * Alerts (ALERT_WEBHOOK_URL): a day that ended FAILED or ERROR, a recovered day, yesterday not
-   * SUCCESS past HEALTH_REQUIRE_YESTERDAY_AFTER; then sends whatever waits. Never changes the exit code.
+   * Records the run's alerts (ALERT_WEBHOOK_URL): a day that ended FAILED or ERROR, a recovered
+   * day, yesterday not SUCCESS past HEALTH_REQUIRE_YESTERDAY_AFTER. Never changes the exit code.
    */
-  private async announce(db: Kysely<Database>, alerts: AlertsConfig, before: ReadonlyMap<string, ProcessStatus>): Promise<void> {
+  private async raiseRunAlerts(db: Kysely<Database>, alerts: AlertsConfig, before: ReadonlyMap<string, ProcessStatus>): Promise<void> {
     if (!alerts.webhook) return
     try {
       await raiseDayAlerts(db, alerts.webhook, before, this.finishedDays)
@@ -229,8 +235,6 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     } catch (error) {
       this.logger.warn(`alerts: could not record alerts now (${safeErrorMessage(error)}); they are not announced`)
     }
-
-    await flushAlerts({db, webhook: alerts.webhook, logger: this.logger, source: alerts.source})
   }
 
   /** Removes the events of days older than EVENT_RETENTION_DAYS; never changes the exit code. */

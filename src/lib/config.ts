@@ -370,19 +370,7 @@ function readAlertWebhook(env: Env): AlertWebhook | undefined {
     throw new UsageError('ALERT_WEBHOOK_URL is not a valid URL', how)
   }
 
-  registerSecret(parsed.href)
-  // Pieces only when long enough to be a token: a short word ("alerts", "json") masked in every
-  // message would garble them, and the URL itself is never printed anyway.
-  const tokenLike = (piece: string | undefined) => piece !== undefined && piece.length >= MIN_WEBHOOK_SECRET_PIECE
-  const pathAndQuery = `${parsed.pathname}${parsed.search}`
-  if (tokenLike(pathAndQuery)) registerSecret(pathAndQuery)
-  const lastSegment = parsed.pathname.split('/').findLast((segment) => segment.length > 0)
-  if (tokenLike(lastSegment)) {
-    registerSecret(lastSegment)
-    registerSecret(decodedOrKept(lastSegment!))
-  }
-
-  for (const value of parsed.searchParams.values()) if (tokenLike(value)) registerSecret(value)
+  registerUrlSecrets(parsed)
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
     throw new UsageError(`ALERT_WEBHOOK_URL must be an http(s) URL (it starts with ${parsed.protocol}//)`, how)
   }
@@ -394,8 +382,29 @@ function readAlertWebhook(env: Env): AlertWebhook | undefined {
   return {url: parsed.href, host: parsed.host}
 }
 
-/** The shortest piece of ALERT_WEBHOOK_URL registered as a secret on its own (Slack's token has 24 characters). */
-const MIN_WEBHOOK_SECRET_PIECE = 12
+/** The shortest piece of a URL registered as a secret on its own (Slack's token has 24 characters). */
+const MIN_URL_SECRET_PIECE = 12
+
+/**
+ * A URL whose path or query may be the credential itself (a Slack webhook, a Sumo Logic intake):
+ * the whole of it, its path and query, and each piece long enough to be a token, as written and
+ * decoded, so an answer that echoes only the token is masked too. Pieces only when long enough to
+ * be a token: a short word ("alerts", "json") masked in every message would garble them, and the
+ * URL itself is never printed anyway.
+ */
+function registerUrlSecrets(parsed: URL): void {
+  registerSecret(parsed.href)
+  const tokenLike = (piece: string) => piece.length >= MIN_URL_SECRET_PIECE
+  const pathAndQuery = `${parsed.pathname}${parsed.search}`
+  if (tokenLike(pathAndQuery)) registerSecret(pathAndQuery)
+  for (const segment of parsed.pathname.split('/')) {
+    if (!tokenLike(segment)) continue
+    registerSecret(segment)
+    registerSecret(decodedOrKept(segment))
+  }
+
+  for (const value of parsed.searchParams.values()) if (tokenLike(value)) registerSecret(value)
+}
 
 function decodedOrKept(text: string): string {
   try {
@@ -506,7 +515,8 @@ function readSink(env: Env, store: StoreConfig): SinkConfig | undefined {
     throw new UsageError('SINK_URL is not a valid URL', 'use the form https://intake.example.com/path')
   }
 
-  if (parsed.pathname.length > 1) registerSecret(parsed.pathname)
+  registerUrlSecrets(parsed)
+  // A short token in the query (?token=…) is a secret all the same.
   for (const value of parsed.searchParams.values()) registerSecret(value)
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
     throw new UsageError(`SINK_URL must be an http(s) URL (it starts with ${parsed.protocol}//)`, 'use the form https://intake.example.com/path')

@@ -210,7 +210,27 @@ describeOnEngines('alerts', (engine) => {
       expect(row.sent_at).to.be.instanceOf(Date)
     })
 
-    for (const status of [503, 500, 429, 400, 404]) {
+    it('an alert refused for what it says (400, 413): passed over so the others still go, given up after three refusals', async () => {
+      await raiseAlert(db, {key: 'a', text: 'one'}, webhook)
+      await raiseAlert(db, {key: 'b', text: 'two'}, webhook)
+      hook.mode = {kind: 'status', status: 400, body: 'invalid_payload'}
+      const logger = captureLogger()
+      expect(await flush(logger)).to.deep.equal({sent: 0, pending: 2})
+      expect(hook.requests, 'the first refusal does not stop the flush').to.equal(2)
+      expect(logger.lines[0]).to.equal(`warn alerts: the alert webhook (${hook.host}) refused one alert (answered HTTP 400: invalid_payload): kept for the next run; the others still go`)
+      await flush()
+      const third = captureLogger()
+      expect(await flush(third)).to.deep.equal({sent: 0, pending: 0})
+      expect(third.lines[0]).to.match(/given up after 3 refusals \(it stays in audit_alerts, key a\)$/)
+      const rows = await alertRows(db)
+      expect(rows.map((r) => [r.attempts, r.last_error])).to.deep.equal([
+        [3, 'given up after 3 refusals: answered HTTP 400: invalid_payload'],
+        [3, 'given up after 3 refusals: answered HTTP 400: invalid_payload'],
+      ])
+      expect(hook.texts()).to.deep.equal([])
+    })
+
+    for (const status of [503, 500, 429, 404]) {
       it(`an answer ${status} keeps the alert, with what the webhook said, and stops the flush`, async () => {
         await raiseAlert(db, {key: 'a', text: 'one'}, webhook)
         await raiseAlert(db, {key: 'b', text: 'two'}, webhook)

@@ -123,6 +123,22 @@ describeWithServer('sinks (real processes)', function () {
     }
   })
 
+  it('a changed SINK_URL is a new sink that gets the whole store; deliver --forget-other-sinks drops the old one and its backlog', async () => {
+    await intake.down()
+    await runCli(['process', '--date', day], withSink())
+    const other = await startSink()
+    try {
+      const moved = await runCli(['deliver', '--forget-other-sinks'], withSink({SINK_URL: other.url}))
+      expect(moved.code, moved.stderr).to.equal(0)
+      expect(moved.stderr).to.match(/forgot 1 other sink\(s\) and their backlog: ndjson http:\/\/127\.0\.0\.1:\d+/)
+      expect(new Set(other.acceptedIds()).size).to.equal(40)
+      const status = JSON.parse((await runCli(['db', 'status', '--json'], withSink({SINK_URL: other.url}))).stdout) as {delivery: Array<{configured: boolean}>}
+      expect(status.delivery.map((sink) => sink.configured)).to.deep.equal([true])
+    } finally {
+      await other.close()
+    }
+  })
+
   it('a deliver stopped by SIGTERM (a dyno stopping) ends at once, releases the sink, and the next run carries on', async () => {
     await runCli(['process', '--date', day], withSink({SINK_URL: 'http://127.0.0.1:9/unused'}))
     await sql`DELETE FROM audit_sinks`.execute(db)

@@ -58,5 +58,7 @@ describe('sink configuration', () => {
     expect(text).not.to.include('tok%/&?=+en')
     expect(text).not.to.include('tok%25%2F')
     expect(text).not.to.include('q/s3cr3t')
+    // An intake that echoes only the path's token, not the whole path.
+    expect(redact('collector ZaVnC4dhaV3x is unknown')).to.equal('collector [redacted] is unknown')
   })
 })

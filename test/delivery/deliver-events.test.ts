@@ -13,6 +13,7 @@ import {type DeliveryOptions, deliverToSink, deliveryLine, sinkName} from '../..
 import {retryAfterMs} from '../../src/lib/delivery/sink-post.js'
 import {clearSecrets, registerSecret} from '../../src/lib/secrets.js'
 import {captureLogger} from '../support/capture.js'
+import {rejectionOf} from '../support/helpers.js'
 import {clearLog, describeOnEngines, insertRecord} from '../support/db.js'
 import {sampleEvent, seedEvents} from '../support/event-seed.js'
 import {type SinkServer, startSink} from '../support/sink.js'
@@ -199,6 +200,20 @@ describeOnEngines('delivering stored events to a sink', (engine) => {
     expect(resumed).to.include({outcome: 'done', delivered: 10})
     expect(intake.acceptedIds()).to.deep.equal(ids)
     expect((await sinkBacklogs(db))[0].stopped_at).to.equal(null)
+  })
+
+  it('records a stop and its alert together: when the alert cannot be recorded, the sink is not stopped and the next run stops it', async () => {
+    await storeSuccessDay(DAYS[0], 3)
+    intake.script({status: 400, body: 'bad'}, {status: 400, body: 'bad'})
+    const failing = deliverToSink(
+      {db, logger: captureLogger(), userAgent: 'audit-logger/test', onStopped: async () => Promise.reject(new Error('alert table unavailable'))},
+      {sink: sinkConfig(), retryStopped: false},
+    )
+    expect((await rejectionOf(failing)).message).to.equal('alert table unavailable')
+    expect((await sinkBacklogs(db))[0].stopped_at, 'not stopped without its alert').to.equal(null)
+    const stops: Array<{reason: string}> = []
+    expect((await deliver({}, stops).done).outcome).to.equal('stopped')
+    expect(stops).to.have.length(1)
   })
 
   it('clears a stop once nothing is left to send (the refused day was reset or pruned meanwhile)', async () => {

@@ -78,6 +78,11 @@ function hostileEvent(next: () => number, k: number): AuditEvent {
   if (pick()) event.app = [hostileString(next, size(next)), 1, null]
   if (pick()) event.data = null
   if (pick()) delete event.data
+  // Not strings where strings belong: a text line stringifies them (an array joins its items).
+  if (pick()) event.actor = {email: [hostileString(next, size(next)), hostileString(next, size(next))]}
+  if (pick()) event.id = [hostileString(next, size(next))]
+  if (pick()) event.app = {name: {toString: hostileString(next, size(next))}}
+  if (pick()) event.type = Array.from({length: Math.floor(next() * 3000)}, (_, i) => i)
   return event as AuditEvent
 }
 
@@ -128,6 +133,18 @@ describe('no line over MAX_LOG_LINE_BYTES', () => {
     expect(bytes(JSON.stringify(fits)) + 1).to.equal(MAX_LOG_LINE_BYTES)
     for (const [line] of everyPath([fits], 'json')) expect(line).to.equal(JSON.stringify(fits))
     for (const [line] of everyPath([event(room + 1)], 'json')) expect(line).to.include('"cut":')
+  })
+
+  it('a text line stays within the limit when a field is an array or object (a hostile API), not a string', () => {
+    const hostile = [
+      {...base[0], actor: {email: ['a'.repeat(50_000)]}},
+      {...base[0], id: ['b'.repeat(50_000)]},
+      {...base[0], app: {name: {x: 'c'.repeat(50_000)}}, type: Array.from({length: 20_000}, (_, i) => i)},
+    ] as unknown as AuditEvent[]
+    for (const lines of everyPath(hostile, 'text')) {
+      expect(lines).to.have.length(3)
+      for (const line of lines) expect(line).to.match(/ cut="long values shortened/)
+    }
   })
 
   it('multi-byte characters count as bytes, not characters', () => {

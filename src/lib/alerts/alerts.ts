@@ -201,7 +201,16 @@ interface LeasedAlert {
   id: number
   key: string
   text: string
+  attempts: number
 }
+
+/**
+ * Answers that refuse one message for what it says (400 `invalid_payload`, 413), not the webhook
+ * itself: such an alert is passed over so the ones after it still go, and given up after
+ * MAX_REFUSALS refusals, so one bad message never holds back every later alert.
+ */
+const REFUSED_FOR_CONTENT = new Set([400, 413, 422])
+const MAX_REFUSALS = 3
 
 /** "the alert webhook (hooks.slack.com)": all that is ever said of the URL. */
 export function describeWebhook(webhook: AlertWebhook): string {
@@ -228,6 +237,11 @@ export async function flushAlerts(deps: FlushAlertsDeps): Promise<FlushReport> {
     const summed = leased.slice(alone.length)
     for (const [index, alert] of alone.entries()) {
       const outcome = await postToWebhook(webhook, message(alert.text, deps.source), {timeoutMs, signal: deps.signal})
+      if (!outcome.ok && outcome.status !== undefined && REFUSED_FOR_CONTENT.has(outcome.status)) {
+        await passOver(db, logger, where, alert, outcome.reason)
+        continue
+      }
+
       if (!outcome.ok) return await stop(db, logger, where, outcome.reason, [alert], leased.slice(index + 1), sent)
       await markSent(db, [alert])
       sent++
@@ -274,6 +288,20 @@ async function stop(
   return {sent, pending, error: lastError}
 }
 
+/** An alert the webhook refused for its content: kept for the next flush, or given up after MAX_REFUSALS (said once). */
+async function passOver(db: Kysely<Database>, logger: Logger, where: string, alert: LeasedAlert, reason: string): Promise<void> {
+  const refusal = oneLine(redact(reason), 500)
+  const givenUp = alert.attempts + 1 >= MAX_REFUSALS
+  await db
+    .updateTable('audit_alerts')
+    .set({last_error: givenUp ? `given up after ${MAX_REFUSALS} refusals: ${refusal}` : refusal})
+    .set((eb) => ({attempts: eb('attempts', '+', 1), leased_until: null, ...(givenUp ? {sent_at: sql<Date>`now()`} : {})}))
+    .where('id', '=', alert.id)
+    .execute()
+  const what = givenUp ? `given up after ${MAX_REFUSALS} refusals (it stays in audit_alerts, key ${oneLine(alert.key, 100)})` : 'kept for the next run; the others still go'
+  logger.warn(`alerts: ${where} refused one alert (${refusal}): ${what}`)
+}
+
 /** Takes the oldest waiting alerts for this flush alone, for `leaseMs` (a crashed flush's lease runs out). */
 async function lease(db: Kysely<Database>, leaseMs: number): Promise<LeasedAlert[]> {
   const result = await sql<LeasedAlert & {created_at: Date}>`
@@ -284,8 +312,8 @@ async function lease(db: Kysely<Database>, leaseMs: number): Promise<LeasedAlert
       ORDER BY created_at, id
       LIMIT ${MAX_LEASED}
       FOR UPDATE SKIP LOCKED)
-    RETURNING id, key, text, created_at`.execute(db)
-  return result.rows.toSorted((a, b) => a.created_at.getTime() - b.created_at.getTime() || a.id - b.id).map(({id, key, text}) => ({id, key, text}))
+    RETURNING id, key, text, attempts, created_at`.execute(db)
+  return result.rows.toSorted((a, b) => a.created_at.getTime() - b.created_at.getTime() || a.id - b.id).map(({id, key, text, attempts}) => ({id, key, text, attempts}))
 }
 
 async function markSent(db: Kysely<Database>, alerts: LeasedAlert[]): Promise<void> {

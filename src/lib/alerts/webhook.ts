@@ -10,7 +10,8 @@ import {oneLine} from '../text.js'
 /** The most bytes of a webhook's answer read (Slack answers "ok", or a short error code). */
 export const MAX_ANSWER_BYTES = 2048
 
-export type PostOutcome = {ok: true} | {ok: false; reason: string}
+/** `status`: the webhook's HTTP answer, when it gave one. */
+export type PostOutcome = {ok: true} | {ok: false; reason: string; status?: number}
 
 /**
  * Slack reads `&`, `<` and `>` as markup (`<!channel>` would notify a whole channel), so text from
@@ -36,7 +37,7 @@ export async function postToWebhook(webhook: AlertWebhook, text: string, options
     if (response.status >= 200 && response.status < 300) return {ok: true}
     const said = answer.trim() ? `: ${oneLine(redact(answer), 200)}` : ''
     const redirect = response.status >= 300 && response.status < 400 ? ' (a redirect, not followed)' : ''
-    return {ok: false, reason: `answered HTTP ${response.status}${redirect}${said}`}
+    return {ok: false, reason: `answered HTTP ${response.status}${redirect}${said}`, status: response.status}
   } catch (error) {
     if (timeout.aborted) return {ok: false, reason: `did not answer within ${options.timeoutMs / 1000} s`}
     if (options.signal?.aborted) return {ok: false, reason: 'stopped before it answered'}

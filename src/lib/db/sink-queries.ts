@@ -183,14 +183,26 @@ export async function noteFailure(db: Kysely<Database>, name: string, message: s
     WHERE name = ${name}`.execute(db)
 }
 
-/** The intake refused a batch for good: no further delivery until a `deliver` run gets through. True when it was not stopped before. */
-export async function stopSink(db: Kysely<Database>, name: string, reason: string): Promise<{newlyStopped: boolean; stoppedAt: Date}> {
+/**
+ * The intake refused a batch for good: no further delivery until a `deliver` run gets through.
+ * `whenNewlyStopped` runs in the same transaction when the sink was not stopped before (the alert:
+ * recorded exactly when the stop is, never lost between the two).
+ */
+export async function stopSink(
+  db: Kysely<Database>,
+  name: string,
+  reason: string,
+  whenNewlyStopped?: (trx: Kysely<Database>, stoppedAt: Date) => Promise<void>,
+): Promise<{newlyStopped: boolean; stoppedAt: Date}> {
   return db.transaction().execute(async (trx) => {
     const before = await trx.selectFrom('audit_sinks').select('stopped_at').where('name', '=', name).forUpdate().executeTakeFirst()
     const after = await sql<{stopped_at: Date}>`
       UPDATE audit_sinks SET stopped_at = coalesce(stopped_at, now()), stop_reason = ${reason}, last_error = ${reason}, last_attempt_at = now()
       WHERE name = ${name} RETURNING stopped_at`.execute(trx)
-    return {newlyStopped: !before?.stopped_at, stoppedAt: after.rows[0]?.stopped_at ?? new Date()}
+    const stoppedAt = after.rows[0]?.stopped_at ?? new Date()
+    const newlyStopped = !before?.stopped_at
+    if (newlyStopped) await whenNewlyStopped?.(trx, stoppedAt)
+    return {newlyStopped, stoppedAt}
   })
 }
 
@@ -221,6 +233,12 @@ export async function sinkBacklogs(db: Kysely<Database>): Promise<SinkBacklog[]>
     GROUP BY s.name
     ORDER BY s.name`.execute(db)
   return rows.rows.map((row) => ({...row, delivered_events: Number(row.delivered_events), pending_events: Number(row.pending_events)}))
+}
+
+/** Removes every sink but `keep`, with its outbox (a SINK_URL changed or retired); returns what each was. */
+export async function forgetSinksExcept(db: Kysely<Database>, keep: string): Promise<string[]> {
+  const removed = await db.deleteFrom('audit_sinks').where('name', '<>', keep).returning('target').execute()
+  return removed.map((row) => row.target)
 }
 
 /** Forgets the outbox rows of days whose events retention removed. */

@@ -22,7 +22,6 @@ import {
   stopSink,
 } from '../db/sink-queries.js'
 import type {Logger} from '../logger.js'
-import {safeErrorMessage} from '../secrets.js'
 import {type SinkBatch, buildBatch} from './sink-batch.js'
 import {DEFAULT_RETRY, type PostDeps, type RetryPolicy, postBatch} from './sink-post.js'
 
@@ -63,8 +62,11 @@ export interface DeliveryDeps {
   db: Kysely<Database>
   logger: Logger
   userAgent: string
-  /** Told once when a sink becomes stopped (an alert). Its failure is logged, never thrown. */
-  onStopped?: (event: {sink: string; target: string; reason: string; stoppedAt: Date}) => Promise<void>
+  /**
+   * Told once when a sink becomes stopped (to record an alert), on `trx`, the stop's own
+   * transaction: should it fail, the sink is not stopped either, and the next run tries again.
+   */
+  onStopped?: (event: {sink: string; target: string; reason: string; stoppedAt: Date}, trx: Kysely<Database>) => Promise<void>
   sleep?: PostDeps['sleep']
   random?: PostDeps['random']
 }
@@ -202,10 +204,7 @@ export async function deliverToSink(deps: DeliveryDeps, options: DeliveryOptions
         }
 
         const reason = outcome.message
-        const stopped = await stopSink(db, name, reason)
-        if (stopped.newlyStopped) {
-          await deps.onStopped?.({sink: name, target: sink.target, reason, stoppedAt: stopped.stoppedAt}).catch((error: unknown) => logger.warn(`sink ${sink.target}: could not raise the alert (${safeErrorMessage(error)})`))
-        }
+        await stopSink(db, name, reason, deps.onStopped && ((trx, stoppedAt) => deps.onStopped!({sink: name, target: sink.target, reason, stoppedAt}, trx)))
 
         return await report('stopped', `refused a batch (${reason}); nothing more is sent until it is fixed and \`audit-logger deliver\` gets through`)
       }

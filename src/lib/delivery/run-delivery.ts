@@ -27,9 +27,9 @@ export async function runDelivery(deps: RunDeliveryDeps, sink: SinkConfig, optio
         db,
         logger,
         userAgent: deps.userAgent,
-        onStopped: async ({sink: name, target, reason, stoppedAt}) => {
+        onStopped: async ({sink: name, target, reason, stoppedAt}, trx) => {
           const text = `sink ${target} refused a batch and is stopped: ${reason}. Nothing more is sent to it until that is fixed and \`audit-logger deliver\` gets through; the events wait in the store.`
-          await raiseAlert(db, {key: ALERT_KEYS.sinkStopped(name, stoppedAt), text}, alerts.webhook)
+          await raiseAlert(trx, {key: ALERT_KEYS.sinkStopped(name, stoppedAt), text}, alerts.webhook)
         },
       },
       {sink, retryStopped: options.retryStopped, signal: options.signal},

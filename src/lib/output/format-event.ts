@@ -17,8 +17,20 @@ const PLAIN = /^[^\s"=\\]+$/
  * visibly too.
  */
 function textValue(value: unknown): string {
-  const text = value === undefined || value === null ? '' : String(value)
+  const text = asText(value)
   return PLAIN.test(text) && escapeControls(text) === text ? text : escapeControls(JSON.stringify(text))
+}
+
+/**
+ * A field's value as text. A hostile API may send an array or an object where a string belongs;
+ * it is shown as JSON (String() would join an array, and throws for an object whose "toString" is
+ * not a function).
+ */
+function asText(value: unknown): string {
+  if (value === undefined || value === null) return ''
+  if (typeof value === 'string') return value
+  if (typeof value !== 'object') return String(value)
+  return stringified(value) ?? '[nested too deep]'
 }
 
 /** The text line of one event, without its newline; `cut` shortens each value (see cutTextLine). */
@@ -163,10 +175,13 @@ function stringified(value: unknown): string | undefined {
 }
 
 function cutTextLine(event: AuditEvent, max: number, where: string): string {
-  const note = ` cut=${textValue(`long values shortened to keep the line under ${max + 1} bytes (Logplex); whole: ${where}`)}`
+  const note = ` cut=${textValue(`long values shortened to keep the line under ${max + 1} bytes (Logplex); whole: ${oneLine(where, 300)}`)}`
+  // Any value is made text first (an array or object from a hostile API would otherwise pass
+  // uncut); on the last rung six values of 20 characters, escaped at worst 6 bytes each, and the
+  // bounded note always fit.
   let line = ''
-  for (const size of [2000, 500, 100]) {
-    line = textLine(event, (value) => (typeof value === 'string' ? cutString(value, size) : value)) + note
+  for (const size of [2000, 500, 100, 20]) {
+    line = textLine(event, (value) => cutString(asText(value), size)) + note
     if (byteLength(line) <= max) return line
   }
 
