@@ -69,5 +69,5 @@ describe('the suite', function () {
     // Off CI, .only still works as a developer expects.
     expect(onlyLocal.code, onlyLocal.output).to.equal(0)
     expect(onlyLocal.output).to.match(/^1 passed, 0 failed$/m)
-  })
+  }, 'runs mocha under CI=true, which requires the PostgreSQL server')
 })

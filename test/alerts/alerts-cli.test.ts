@@ -10,22 +10,26 @@ import type {Database} from '../../src/lib/db/schema.js'
 import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {cliEnv, runCli, startCli} from '../support/cli.js'
-import {describeWithServer} from '../support/db.js'
+import {describeOnEngines} from '../support/db.js'
 import {freePort, useEnv, waitForRun} from '../support/helpers.js'
-import {useJobSuite} from '../support/job-suite.js'
+import {type JobSuite, useJobSuite} from '../support/job-suite.js'
 import {type TestWebhook, WEBHOOK_TOKEN, startWebhook} from '../support/webhook.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const run = (args: string) => runCommand(args, {root: ROOT})
 const DAY = addDays(todayUtc(), -3)
 
-describeWithServer('alerts through process (in-process, PostgreSQL)', function () {
+describeOnEngines('alerts through process (in-process, and real processes)', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
+  let dbVars: JobSuite['dbVars']
   let hook: TestWebhook
 
-  useJobSuite((suite) => ({fake, db} = suite), {fake: {events: {[DAY]: generateEvents(DAY, 30), [yesterdayUtc()]: generateEvents(yesterdayUtc(), 2)}}})
+  useJobSuite((suite) => ({fake, db, dbVars} = suite), {
+    fake: {events: {[DAY]: generateEvents(DAY, 30), [yesterdayUtc()]: generateEvents(yesterdayUtc(), 2)}},
+    engine: engine.name,
+  })
 
   before(async () => {
     hook = await startWebhook()
@@ -40,7 +44,7 @@ describeWithServer('alerts through process (in-process, PostgreSQL)', function (
   })
 
   useEnv(() => ({
-    DATABASE_URL: process.env.TEST_DATABASE_URL,
+    ...dbVars,
     HEROKU_API_URL: fake.url,
     HEROKU_API_TOKEN: fake.token,
     HEROKU_ACCOUNT_ID: 'acme',
@@ -158,7 +162,7 @@ describeWithServer('alerts through process (in-process, PostgreSQL)', function (
 
   describe('real processes', () => {
     const env = () => cliEnv({
-      DATABASE_URL: process.env.TEST_DATABASE_URL,
+      ...dbVars,
       HEROKU_API_URL: fake.url,
       HEROKU_API_TOKEN: fake.token,
       HEROKU_ACCOUNT_ID: 'acme',
@@ -176,6 +180,22 @@ describeWithServer('alerts through process (in-process, PostgreSQL)', function (
       expectNoSecret(result.stdout, result.stderr, hook.texts()[0])
       // No webhook connection kept alive holds the process (an idle keep-alive would add ~4 s).
       expect(Date.now() - started).to.be.below(15_000)
+    })
+
+    it('process stopped by SIGTERM: the day it failed is recorded as an alert at once, and the next run sends it', async () => {
+      fake.script([{kind: 'delay', ms: 10_000}], {day: DAY})
+      const running = startCli(['process', '--date', DAY], env())
+      await waitForRun('the day asked for', running, () => fake.requestsForDay(DAY).length >= 1)
+      running.kill('SIGTERM')
+      const stopped = await running.result
+      expect(stopped.code, stopped.stderr).to.equal(1)
+      expect(hook.texts(), 'a run stopped by a signal leaves at once, sending nothing').to.have.length(0)
+      const kept = await sql<{key: string; sent: boolean}>`SELECT key, sent_at IS NOT NULL AS sent FROM audit_alerts`.execute(db)
+      expect(kept.rows).to.deep.equal([{key: `day-failed:${DAY}:1`, sent: false}])
+      const next = await runCli(['process', '--date', yesterdayUtc()], env())
+      expect(next.code, next.stderr).to.equal(0)
+      expect(hook.texts()).to.have.length(1)
+      expect(hook.texts()[0]).to.match(new RegExp(`^audit-logger: ${DAY} ended FAILED on attempt 1: `))
     })
 
     it('serve: announces yesterday past the hour; SIGTERM cuts a hanging webhook short and exits 0, the alert kept', async () => {

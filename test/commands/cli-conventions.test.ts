@@ -165,4 +165,4 @@ describeWithServer('hints about the database connection', () => {
     expect(errors[0]).to.include('does not support SSL').and.include('DATABASE_SSL=disable').and.include('sslmode=disable')
     expect(errors[0]).to.not.include('is running')
   })
-})
+}, 'asks a live PostgreSQL server without TLS for TLS (sslmode=require)')

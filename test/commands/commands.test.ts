@@ -9,22 +9,28 @@ import type {Database} from '../../src/lib/db/schema.js'
 import {yesterdayUtc} from '../../src/lib/dates.js'
 import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
-import {createScratchDatabase, describeWithServer, insertRecord, snapshot} from '../support/db.js'
-import {useJobSuite} from '../support/job-suite.js'
+import {describeOnEngines, insertRecord, snapshot} from '../support/db.js'
+import {type JobSuite, useJobSuite} from '../support/job-suite.js'
 import {useEnv} from '../support/helpers.js'
+import {MIGRATION_COUNT} from '../support/migrations.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const DAY = '2025-09-28'
 const run = (args: string) => runCommand(args, {root: ROOT})
 
-describeWithServer('commands (through oclif, as a user runs them)', () => {
+describeOnEngines('commands (through oclif, as a user runs them)', (engine) => {
   let fake: FakeHeroku
   let db: Kysely<Database>
+  let dbVars: JobSuite['dbVars']
+  let emptyDbVars: JobSuite['emptyDbVars']
 
-  useJobSuite((suite) => ({fake, db} = suite), {fake: {events: {[DAY]: generateEvents(DAY, 1200), [yesterdayUtc()]: generateEvents(yesterdayUtc(), 3)}}})
+  useJobSuite((suite) => ({fake, db, dbVars, emptyDbVars} = suite), {
+    fake: {events: {[DAY]: generateEvents(DAY, 1200), [yesterdayUtc()]: generateEvents(yesterdayUtc(), 3)}},
+    engine: engine.name,
+  })
 
   useEnv(() => ({
-    DATABASE_URL: process.env.TEST_DATABASE_URL,
+    ...dbVars,
     HEROKU_API_URL: fake.url,
     HEROKU_API_TOKEN: fake.token,
     HEROKU_ACCOUNT_ID: 'acme',
@@ -122,7 +128,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
 
   describe('db init', () => {
     it('applies migrations on a fresh database, then says none are pending', async () => {
-      process.env.DATABASE_URL = await createScratchDatabase('init')
+      Object.assign(process.env, await emptyDbVars('init'))
       const first = await run('db init')
       expect(first.error).to.equal(undefined)
       expect(first.stderr).to.match(/applied migrations: .*create_audit_events_log.*add_claim_columns.*add_events_digest/)
@@ -148,7 +154,7 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
       expect(stdout).to.match(/Counts: FAILED 1, PROCESSING 1, SUCCESS 1/)
       // Other suites may have left empty month partitions behind: their count and size may follow.
       expect(stdout).to.match(/Event store: on, keeping 365 days \(EVENT_RETENTION_DAYS\)\n {2}no events stored[;\n]/)
-      expect(stdout).to.match(/Migrations: 7 applied, none pending/)
+      expect(stdout).to.include(`Migrations: ${MIGRATION_COUNT} applied, none pending`)
     })
 
     it('gives the same as JSON, limited', async () => {
@@ -162,10 +168,10 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
     })
 
     it('says so when migrations are pending, without failing', async () => {
-      process.env.DATABASE_URL = await createScratchDatabase('status')
+      Object.assign(process.env, await emptyDbVars('status'))
       const {stdout, error} = await run('db status')
       expect(error).to.equal(undefined)
-      expect(stdout).to.match(/7 migration\(s\) pending.*\n.*db init.*\nEvent store: on, keeping 365 days \(EVENT_RETENTION_DAYS\)\n {2}not created yet: its migration is pending\n$/)
+      expect(stdout).to.match(new RegExp(`${MIGRATION_COUNT} migration\\(s\\) pending.*\\n.*db init.*\\nEvent store: on, keeping 365 days \\(EVENT_RETENTION_DAYS\\)\\n {2}not created yet: its migration is pending\\n$`))
     })
   })
 
@@ -265,4 +271,4 @@ describeWithServer('commands (through oclif, as a user runs them)', () => {
     const count = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events_log`.execute(db)
     expect(count.rows[0].n).to.equal(1)
   })
-}, 'runs commands in this process on DATABASE_URL: an embedded directory admits one opener per process')
+})

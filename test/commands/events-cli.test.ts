@@ -91,7 +91,11 @@ async function withDb<T>(target: Target, work: (db: Kysely<Database>) => Promise
 }
 
 const ENGINES = [
-  {name: 'postgres', declare: describeWithServer, target: (label: string) => postgresTarget(label)},
+  {
+    name: 'postgres',
+    declare: (title: string, fn: (this: Mocha.Suite) => void) => describeWithServer(title, fn, 'its embedded copy ran; this one needs a PostgreSQL server'),
+    target: (label: string) => postgresTarget(label),
+  },
   {name: 'embedded', declare: describe, target: async (label: string) => embeddedTarget(join(mkdtempSync(join(tmpdir(), `audit-logger-${label}-`)), 'data'))},
 ] as const
 

@@ -250,5 +250,5 @@ describe('events: a database whose migrations are not all applied', () => {
     } finally {
       await db.destroy()
     }
-  })
+  }, 'migrates a scratch PostgreSQL database part of the way')
 })

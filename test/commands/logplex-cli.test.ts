@@ -13,17 +13,17 @@ import {MAX_LOG_LINE_BYTES} from '../../src/lib/output/format-event.js'
 import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {runCli} from '../support/cli.js'
-import {describeWithServer} from '../support/db.js'
+import {describeOnEngines} from '../support/db.js'
 import {useJobSuite} from '../support/job-suite.js'
 
-describeWithServer('process: stdout within Logplex limits (real processes)', function () {
+describeOnEngines('process: stdout within Logplex limits (real processes)', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
   let env: NodeJS.ProcessEnv
   const day = addDays(todayUtc(), -3)
 
-  useJobSuite((suite) => ({fake, db, env} = suite))
+  useJobSuite((suite) => ({fake, db, env} = suite), {engine: engine.name})
 
   it('writes the 50 KB event in under 10,000 bytes, valid JSON with a note; `events show` gives it whole', async () => {
     const events = generateEvents(day, 30)

@@ -11,17 +11,17 @@ import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {runCli, startCli} from '../support/cli.js'
 import {waitForRun} from '../support/helpers.js'
-import {describeWithServer} from '../support/db.js'
+import {describeOnEngines, describeWithServer} from '../support/db.js'
 import {useJobSuite} from '../support/job-suite.js'
 
-describeWithServer('process and the event store (real processes)', function () {
+describeOnEngines('process and the event store (real processes)', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
   let env: NodeJS.ProcessEnv
   const day = addDays(todayUtc(), -3)
 
-  useJobSuite((suite) => ({fake, db, env} = suite))
+  useJobSuite((suite) => ({fake, db, env} = suite), {engine: engine.name})
 
   beforeEach(() => fake.setEvents(day, generateEvents(day, 40)))
 
@@ -45,6 +45,30 @@ describeWithServer('process and the event store (real processes)', function () {
     expect((await storeStats(db)).events).to.equal(3000)
   })
 
+  it('removes events older than EVENT_RETENTION_DAYS at the end of a run, keeping the days’ records', async () => {
+    const old = addDays(todayUtc(), -400)
+    await ensurePartitions(db, [old])
+    const oldEvents = generateEvents(old, 5)
+    await eventStoreFor(db).transaction((_trx, append) => append(oldEvents.map((e, k) => eventRecord(old, e as ApiEvent, JSON.stringify(e), k + 1))))
+    await sql`INSERT INTO audit_events_log (process_date, status, events_count) VALUES (${old}, 'SUCCESS', 5)`.execute(db)
+    const result = await runCli(['process', '--date', day], {...env, EVENT_RETENTION_DAYS: '365'})
+    expect(result.code, result.stderr).to.equal(0)
+    expect(result.stderr).to.match(new RegExp(`retention \\(365 days\\): events of days before ${addDays(todayUtc(), -365)}: .*the days' records stay`))
+    expect((await storeStats(db)).oldestDay).to.equal(day)
+    const kept = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events_log WHERE process_date = ${old}`.execute(db)
+    expect(kept.rows[0].n).to.equal(1)
+  })
+})
+
+describeWithServer('process and the event store (real processes), its connections killed', function () {
+  this.timeout(60_000)
+  let fake: FakeHeroku
+  let db: Kysely<Database>
+  let env: NodeJS.ProcessEnv
+  const day = addDays(todayUtc(), -3)
+
+  useJobSuite((suite) => ({fake, db, env} = suite))
+
   it('connections killed while the day is being stored: the day is fetched again on a fresh connection and stored once', async () => {
     fake.setEvents(day, generateEvents(day, 2500))
     fake.script([{kind: 'delay', ms: 0}, {kind: 'delay', ms: 1500}], {day})
@@ -66,18 +90,4 @@ describeWithServer('process and the event store (real processes)', function () {
     expect(result.stdout.split('\n').filter(Boolean), 'written once').to.have.length(2500)
     expect(await storeStats(db)).to.include({events: 2500})
   })
-
-  it('removes events older than EVENT_RETENTION_DAYS at the end of a run, keeping the days’ records', async () => {
-    const old = addDays(todayUtc(), -400)
-    await ensurePartitions(db, [old])
-    const oldEvents = generateEvents(old, 5)
-    await eventStoreFor(db).transaction((_trx, append) => append(oldEvents.map((e, k) => eventRecord(old, e as ApiEvent, JSON.stringify(e), k + 1))))
-    await sql`INSERT INTO audit_events_log (process_date, status, events_count) VALUES (${old}, 'SUCCESS', 5)`.execute(db)
-    const result = await runCli(['process', '--date', day], {...env, EVENT_RETENTION_DAYS: '365'})
-    expect(result.code, result.stderr).to.equal(0)
-    expect(result.stderr).to.match(new RegExp(`retention \\(365 days\\): events of days before ${addDays(todayUtc(), -365)}: .*the days' records stay`))
-    expect((await storeStats(db)).oldestDay).to.equal(day)
-    const kept = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events_log WHERE process_date = ${old}`.execute(db)
-    expect(kept.rows[0].n).to.equal(1)
-  })
-})
+}, 'kills the run’s connection with pg_terminate_backend while it stores the day')

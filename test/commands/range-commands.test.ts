@@ -1,8 +1,8 @@
 /**
  * `process --from/--to`, `--catch-up`, `--dry-run`, `--output-dir` and the gaps in `db status`,
- * through oclif as a user runs them, against a real PostgreSQL and the loopback fake of Heroku.
+ * through oclif as a user runs them, on each engine and against the loopback fake of Heroku.
  */
-import {mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -18,23 +18,26 @@ import {addDays, daysBetween, todayUtc, yesterdayUtc} from '../../src/lib/dates.
 import {eventsDigest} from '../../src/lib/processing/events-digest.js'
 import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
-import {clearLog, createScratchDatabase, describeWithServer, insertRecord, openTestDb, snapshot} from '../support/db.js'
-import {useJobSuite} from '../support/job-suite.js'
+import {clearLog, describeOnEngines, insertRecord, openTestDb, snapshot} from '../support/db.js'
+import {type JobSuite, openSuiteDatabase, useJobSuite} from '../support/job-suite.js'
 import {useEnv} from '../support/helpers.js'
+import {MIGRATION_COUNT} from '../support/migrations.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const run = (args: string) => runCommand(args, {root: ROOT})
 
 const lines = (text: string) => text.split('\n').filter(Boolean)
 
-describeWithServer('process over many days (through oclif)', () => {
+describeOnEngines('process over many days (through oclif)', (engine) => {
   let fake: FakeHeroku
   let db: Kysely<Database>
+  let dbVars: JobSuite['dbVars']
+  let emptyDbVars: JobSuite['emptyDbVars']
 
-  useJobSuite((suite) => ({fake, db} = suite), {rateLimitRemaining: 4500})
+  useJobSuite((suite) => ({fake, db, dbVars, emptyDbVars} = suite), {rateLimitRemaining: 4500, engine: engine.name})
 
   useEnv(() => ({
-    DATABASE_URL: process.env.TEST_DATABASE_URL,
+    ...dbVars,
     HEROKU_API_URL: fake.url,
     HEROKU_API_TOKEN: fake.token,
     HEROKU_ACCOUNT_ID: 'acme',
@@ -254,18 +257,22 @@ describeWithServer('process over many days (through oclif)', () => {
     })
 
     it('on a database never migrated: plans every day as missing, says so, and creates nothing', async () => {
-      const fresh = await createScratchDatabase('dryrun')
-      process.env.DATABASE_URL = fresh
+      const fresh = await emptyDbVars('dryrun')
+      Object.assign(process.env, fresh)
       const {stdout, error} = await run('process --from 2025-08-01 --to 2025-08-02 --dry-run')
       expect(error).to.equal(undefined)
-      expect(stdout).to.match(/Note: the database has 5 pending migration\(s\), so its records were not read: every day is planned as if it had none/)
+      expect(stdout).to.include(`Note: the database has ${MIGRATION_COUNT} pending migration(s), so its records were not read: every day is planned as if it had none`)
       expect(stdout).to.match(/2025-08-01 {2}MISSING +fetch/)
-      const freshDb = openTestDb(fresh)
-      try {
-        const tables = await sql<{n: number}>`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`.execute(freshDb)
-        expect(tables.rows[0].n, 'no table created, not even kysely_migration').to.equal(0)
-      } finally {
-        await freshDb.destroy()
+      if (fresh.DATABASE_URL) {
+        const freshDb = openTestDb(fresh.DATABASE_URL)
+        try {
+          const tables = await sql<{n: number}>`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`.execute(freshDb)
+          expect(tables.rows[0].n, 'no table created, not even kysely_migration').to.equal(0)
+        } finally {
+          await freshDb.destroy()
+        }
+      } else {
+        expect(existsSync(fresh.AUDIT_LOGGER_DATA_DIR), 'no data directory created').to.equal(false)
       }
 
       expect(fake.requests).to.have.length(0)
@@ -286,17 +293,18 @@ describeWithServer('process over many days (through oclif)', () => {
       expect(json.records[0]).to.include({date: '2025-08-01', digest})
     })
   })
-}, 'runs commands in this process on DATABASE_URL: an embedded directory admits one opener per process')
+})
 
-describeWithServer('db status: missing days', () => {
+describeOnEngines('db status: missing days', (engine) => {
   let db: Kysely<Database>
-  before(() => {
-    db = openTestDb(process.env.TEST_DATABASE_URL!)
+  let dbVars: JobSuite['dbVars']
+  before(async () => {
+    ;({db, dbVars} = await openSuiteDatabase({engine: engine.name}))
   })
 
   after(() => db.destroy())
   beforeEach(() => clearLog(db))
-  useEnv(() => ({DATABASE_URL: process.env.TEST_DATABASE_URL, LOG_LEVEL: undefined}))
+  useEnv(() => ({...dbVars, LOG_LEVEL: undefined}))
 
   it('lists the days of the last 30 (or --days) with no record, folded into runs, and --json carries them', async () => {
     const yesterday = yesterdayUtc()
@@ -328,4 +336,4 @@ describeWithServer('db status: missing days', () => {
     const {stdout} = await run('db status --days 7')
     expect(stdout).to.match(/Missing days in the last 7 days \(\S+\): none/)
   })
-}, 'runs commands in this process on DATABASE_URL: an embedded directory admits one opener per process')
+})

@@ -225,4 +225,4 @@ describeWithServer('connections lost while in use (pg_terminate_backend)', funct
       await feed.close()
     }
   })
-})
+}, 'terminates the tool’s connections (pg_terminate_backend) and refuses new ones (ALLOW_CONNECTIONS false)')

@@ -173,4 +173,4 @@ describeWithServer('the database drops mid-run (scenario 10, real processes)', f
       {process_date: days[1], status: 'PROCESSING'},
     ])
   })
-})
+}, 'terminates the runs’ connections (pg_terminate_backend) and refuses new ones (ALLOW_CONNECTIONS false)')

@@ -384,4 +384,4 @@ describeWithServer('a hostile API server, against real runs (bin/run.js)', funct
       expect(row?.error_message).to.equal('Heroku API answered 400; the request was refused as malformed; Request-Id hostile-request')
     })
   })
-})
+}, 'starts bin/run.js processes on the run’s PostgreSQL database (DATABASE_URL); not yet ported to a data directory per test')

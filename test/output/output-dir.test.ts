@@ -16,7 +16,7 @@ import {createExclusive, dayFilePath, ensureDirectory, openDayFile} from '../../
 import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {runCli, startCli} from '../support/cli.js'
-import {describeWithServer, snapshot} from '../support/db.js'
+import {describeOnEngines, snapshot} from '../support/db.js'
 import {rejectionOf} from '../support/helpers.js'
 import {useJobSuite} from '../support/job-suite.js'
 
@@ -106,13 +106,13 @@ describe('ensureDirectory', () => {
   })
 })
 
-describeWithServer('the output directory, with real processes', function () {
+describeOnEngines('the output directory, with real processes', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
   let env: NodeJS.ProcessEnv
 
-  useJobSuite((suite) => ({fake, db, env} = suite))
+  useJobSuite((suite) => ({fake, db, env} = suite), {engine: engine.name})
 
   ;(onLinux ? it : it.skip)('links planted at every name the old scheme could pick: the victim is untouched and the day’s file is right', async () => {
     const {dir, victim} = scratch()

@@ -21,20 +21,20 @@ import type {RangeDayResult} from '../../src/lib/processing/run-range.js'
 import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {expectNoCrash, runAndCloseStdout} from '../support/cli.js'
-import {describeWithServer} from '../support/db.js'
+import {describeOnEngines} from '../support/db.js'
 import {useJobSuite} from '../support/job-suite.js'
 
 /** Far more than a pipe holds (64 KB), so the writer is still writing when the reader leaves. */
 const EVENTS = 3000
 
-describeWithServer('stdout closed by its reader (process … | head -1)', function () {
+describeOnEngines('stdout closed by its reader (process … | head -1)', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
   let env: NodeJS.ProcessEnv
   const days = ['2025-03-10', '2025-03-11', '2025-03-12']
 
-  useJobSuite((suite) => ({fake, db, env} = suite))
+  useJobSuite((suite) => ({fake, db, env} = suite), {engine: engine.name})
 
   beforeEach(() => {
     for (const day of days) fake.setEvents(day, generateEvents(day, EVENTS))

@@ -155,7 +155,7 @@ describeWithServer('signals (scenario 8, real processes)', function () {
       expect(readdirSync(spoolDir)).to.deep.equal([])
     })
   }
-})
+}, 'reads the day’s record while the run still holds its database: only a server admits both')
 
 describeWithServer('serve and SIGINT (scenario 8, a real process)', function () {
   this.timeout(30_000)
@@ -193,4 +193,4 @@ describeWithServer('serve and SIGINT (scenario 8, a real process)', function () 
     expectNoCrash(result)
     expect(result.stderr).to.match(/received SIGINT: closing/)
   })
-})
+}, 'holds a serve request in flight with a row lock from a second PostgreSQL connection')

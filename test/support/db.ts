@@ -180,10 +180,12 @@ const ENGINES: TestEngine[] = [
  * same tests prove the repositories and the day job on both. Without a server only the embedded
  * copy runs; the other is declared skipped and listed.
  */
-export function describeOnEngines(title: string, body: (engine: TestEngine) => void): void {
+export function describeOnEngines(title: string, body: (this: Mocha.Suite, engine: TestEngine) => void): void {
   for (const engine of ENGINES) {
     const name = `${title} [${engine.name}]`
-    const fn = () => body(engine)
+    const fn = function (this: Mocha.Suite) {
+      body.call(this, engine)
+    }
     if (engine.name === 'embedded' || serverAvailable()) describe(name, fn)
     else skipForWantOfServer(name, 'its embedded copy ran; this one needs a PostgreSQL server', fn)
   }

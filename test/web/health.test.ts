@@ -119,7 +119,7 @@ describeWithServer('/healthz under load: statements on the wire', function () {
     await healthzTimes(instance, 50)
     expect(counter.totals().statements, 'the next period: one check').to.equal(2 * perCheck)
   })
-})
+}, 'counts the statements on the wire, through a proxy in front of the PostgreSQL server')
 
 describeWithServer('/healthz when the database goes away and comes back', function () {
   this.timeout(60_000)
@@ -196,4 +196,4 @@ describeWithServer('/healthz when the database goes away and comes back', functi
       await db.destroy()
     }
   })
-})
+}, 'takes the database away (ALLOW_CONNECTIONS false, pg_terminate_backend) and brings it back')

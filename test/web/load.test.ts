@@ -94,4 +94,4 @@ describeWithServer('the status page under load (scenario 20, a real serve proces
     await waitUntil(`the page showing the last events_count, ${rows[0].n}`, shown, 10_000)
   })
 
-})
+}, 'changes the table from this process while a serve process holds the database: only a server admits both')

@@ -256,7 +256,7 @@ describeWithServer('change feed (LISTEN on a real PostgreSQL)', function () {
     expect(feed.version()).to.equal(undefined)
     await waitUntil('the backend gone', async () => (await listenerBackends()).length === 0)
   })
-})
+}, 'LISTEN/NOTIFY, a proxy that drops notifications, and pg_terminate_backend of the listener')
 
 /** The dates a page's table lists (the calendar links every day, so only the table's links count). */
 function daysIn(html: string): string[] {
@@ -365,7 +365,7 @@ describeWithServer('status page served from memory (real PostgreSQL)', function 
     // No waiting for the notification: the page's own write is seen at once.
     expect(await listedDays(authed, next, {authorization})).to.deep.equal(['2025-09-28'])
   })
-})
+}, 'LISTEN/NOTIFY, and pg_terminate_backend of the listener')
 
 describe('status page served from memory (embedded database)', () => {
   it('shows its own delete at once: with the directory locked, its writes are the only ones', async () => {
