@@ -7,7 +7,7 @@ import type {Database} from '../../src/lib/db/schema.js'
 import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {expectNoCrash, runCli, startCli} from '../support/cli.js'
-import {describeWithServer} from '../support/db.js'
+import {describeOnEngines} from '../support/db.js'
 import {waitForRun} from '../support/helpers.js'
 import {useJobSuite} from '../support/job-suite.js'
 import {type SinkServer, startSink} from '../support/sink.js'
@@ -15,7 +15,7 @@ import {startWebhook} from '../support/webhook.js'
 
 const SINK_TOKEN = 'hec tok%/&?=+en-4242'
 
-describeWithServer('sinks (real processes)', function () {
+describeOnEngines('sinks (real processes)', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
@@ -24,7 +24,7 @@ describeWithServer('sinks (real processes)', function () {
   const day = addDays(todayUtc(), -3)
   const nextDay = addDays(todayUtc(), -2)
 
-  useJobSuite((suite) => ({fake, db, env} = suite))
+  useJobSuite((suite) => ({fake, db, env} = suite), {engine: engine.name})
 
   beforeEach(async () => {
     intake = await startSink()

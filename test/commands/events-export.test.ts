@@ -3,6 +3,9 @@
  * its edge, back-pressure and a reader that leaves; and the pure parts (CSV cells, the flags'
  * window, show, prune's and db status's lines).
  */
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {Writable} from 'node:stream'
 
 import {expect} from 'chai'
@@ -10,6 +13,7 @@ import {type Kysely, sql} from 'kysely'
 
 import {foldJsonText} from '../../src/lib/events/event-json.js'
 import {createDb} from '../../src/lib/db/connection.js'
+import {openEmbeddedDb} from '../../src/lib/db/embedded.js'
 import type {EventFilter} from '../../src/lib/db/event-queries.js'
 import {migrateToLatest, migrationState, pendingMigrations} from '../../src/lib/db/migrate.js'
 import type {Database} from '../../src/lib/db/schema.js'
@@ -27,7 +31,7 @@ import {FilterError, checkEventId} from '../../src/lib/events/filter.js'
 import {describePrune, formatBytes, renderStoreLines, storeReadiness} from '../../src/lib/events/store-access.js'
 import {formatEvent} from '../../src/lib/output/format-event.js'
 import {CaptureStream} from '../support/capture.js'
-import {clearLog, createScratchDatabase, describeOnEngines, itWithServer} from '../support/db.js'
+import {clearLog, createScratchDatabase, describeOnEngines} from '../support/db.js'
 import {
   ALL,
   ALL_FIVE,
@@ -229,9 +233,27 @@ describe('events: the pure parts', () => {
   })
 })
 
-describe('events: a database whose migrations are not all applied', () => {
-  itWithServer('the store’s own migration pending: nothing is stored; another one pending: a usage error naming it', async () => {
-    const db = createDb({url: await createScratchDatabase('readiness'), ssl: 'disable'})
+describeOnEngines('events: a database whose migrations are not all applied', (engine) => {
+  /** A new, empty database (no tables) on the engine, and how to close it. */
+  async function emptyDatabase(): Promise<{db: Kysely<Database>; close: () => Promise<void>}> {
+    if (engine.name === 'postgres') {
+      const db = createDb({url: await createScratchDatabase('readiness'), ssl: 'disable'})
+      return {db, close: () => db.destroy()}
+    }
+
+    const dir = mkdtempSync(join(tmpdir(), 'audit-logger-readiness-'))
+    const embedded = await openEmbeddedDb(dir)
+    return {
+      db: embedded.db,
+      async close() {
+        await embedded.close()
+        rmSync(dir, {recursive: true, force: true})
+      },
+    }
+  }
+
+  it('the store’s own migration pending: nothing is stored; another one pending: a usage error naming it', async () => {
+    const {db, close} = await emptyDatabase()
     try {
       expect(await storeReadiness(db)).to.equal('missing')
       // The folder's listing names the same migrations Kysely's migrator loads.
@@ -248,7 +270,7 @@ describe('events: a database whose migrations are not all applied', () => {
       expect(error).to.be.instanceOf(UsageError)
       expect(error.message).to.equal(`the database has 1 pending migration(s) (${earlier})`)
     } finally {
-      await db.destroy()
+      await close()
     }
-  }, 'migrates a scratch PostgreSQL database part of the way')
+  })
 })

@@ -10,7 +10,7 @@ import type {Database} from '../../src/lib/db/schema.js'
 import {redact, registerUrlPassword} from '../../src/lib/secrets.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {cliEnv, runCli} from '../support/cli.js'
-import {describeWithServer, snapshot} from '../support/db.js'
+import {describeOnEngines, snapshot} from '../support/db.js'
 import {useJobSuite} from '../support/job-suite.js'
 
 const DAY = '2025-08-08'
@@ -100,13 +100,13 @@ describe('passwords in URLs', () => {
   })
 })
 
-describeWithServer('HEROKU_API_URL with credentials', function () {
+describeOnEngines('HEROKU_API_URL with credentials', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let db: Kysely<Database>
   let env: NodeJS.ProcessEnv
 
-  useJobSuite((suite) => ({fake, db, env} = suite))
+  useJobSuite((suite) => ({fake, db, env} = suite), {engine: engine.name})
 
   for (const userinfo of ['user:Api-Url-Pw-5521', 'user:ab/Api-Url-Pw-5521', 'Api-Url-Pw-5521']) {
     it(`is refused before anything is claimed: http://${userinfo}@host`, async () => {
@@ -120,4 +120,4 @@ describeWithServer('HEROKU_API_URL with credentials', function () {
       expect(fake.requests, 'no request sent').to.have.length(0)
     })
   }
-}, 'starts bin/run.js processes on DATABASE_URL')
+})

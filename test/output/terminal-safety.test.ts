@@ -23,8 +23,9 @@ import {generateEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {CaptureStream} from '../support/capture.js'
 import {cliEnv, runCli} from '../support/cli.js'
-import {createScratchDatabase, describeWithServer, insertRecord, openTestDb} from '../support/db.js'
-import {useJobSuite} from '../support/job-suite.js'
+import {openDataDirDb} from '../support/data-dir-db.js'
+import {describeOnEngines, insertRecord, openTestDb} from '../support/db.js'
+import {type JobSuite, useJobSuite} from '../support/job-suite.js'
 
 /** Sets the terminal's title, moves up a line and erases it, returns, backspaces, then C1, DEL, a line separator and a bidi override. */
 const HOSTILE = '\u001B]0;pwned\u0007\u001B[1A\u001B[2K\r\b\b\u009B2J\u007F\u2028\u202Egnp.exe'
@@ -226,12 +227,13 @@ describe('other lines on stderr', () => {
   })
 })
 
-describeWithServer('hostile text, end to end (real processes)', function () {
+describeOnEngines('hostile text, end to end (real processes)', function (engine) {
   this.timeout(60_000)
   let fake: FakeHeroku
   let env: NodeJS.ProcessEnv
+  let emptyDbVars: JobSuite['emptyDbVars']
 
-  useJobSuite((suite) => ({fake, env} = suite))
+  useJobSuite((suite) => ({fake, env, emptyDbVars} = suite), {engine: engine.name})
 
   it('process: text lines on stdout carry no control character; json lines are valid and C0-free', async () => {
     const events = (generateEvents(DAY, 3) as unknown as AuditEvent[]).map((e, i) => (i === 1 ? hostileEvent(e) : e))
@@ -251,18 +253,19 @@ describeWithServer('hostile text, end to end (real processes)', function () {
   })
 
   it('db status and db reset print a record written by another tool (ESC bytes in status and error_message) escaped', async () => {
-    const url = await createScratchDatabase('terminal')
-    const db: Kysely<Database> = openTestDb(url)
+    const fresh = await emptyDbVars('terminal')
+    // A new database of the suite's engine: a scratch one on the server, or a new data directory (opened only while in use).
+    const db: Kysely<Database> = fresh.DATABASE_URL ? openTestDb(fresh.DATABASE_URL) : await openDataDirDb(fresh.AUDIT_LOGGER_DATA_DIR)
     try {
       await migrateToLatest(db)
       await insertRecord(db, {day: DAY, status: 'FAIL\u001B[2J\r', error: `old tool: ${HOSTILE}\nFORGED\u001B[32m OK`})
-      const status = await runCli(['db', 'status'], cliEnv({DATABASE_URL: url}))
+      const status = await runCli(['db', 'status'], cliEnv(fresh))
       expect(status.code, status.stderr).to.equal(0)
       expect(status.stdout).to.include('FAIL\\x1B[2J\\x0D')
       expectControlFree(status.stdout, 'db status')
       expectControlFree(status.stderr, 'db status (stderr)')
 
-      const reset = await runCli(['db', 'reset', DAY, '--confirm', DAY], cliEnv({DATABASE_URL: url}))
+      const reset = await runCli(['db', 'reset', DAY, '--confirm', DAY], cliEnv(fresh))
       expect(reset.code, reset.stderr).to.equal(0)
       expect(reset.stdout).to.include('Removed the record of 2025-06-06 (FAIL\\x1B[2J\\x0D')
       expectControlFree(reset.stdout, 'db reset')
@@ -270,4 +273,4 @@ describeWithServer('hostile text, end to end (real processes)', function () {
       await db.destroy()
     }
   })
-}, 'starts bin/run.js processes on DATABASE_URL')
+})
