@@ -11,7 +11,7 @@ import type {Kysely} from 'kysely'
 import {MAX_ERROR_MESSAGE, claimDay, cleanupStale, finishDay, findDay} from '../../src/lib/db/audit-log-repository.js'
 import type {Database} from '../../src/lib/db/schema.js'
 import {registerSecret} from '../../src/lib/secrets.js'
-import {backdateHeartbeat, clearLog, describeOnEngines} from '../support/db.js'
+import {backdateHeartbeat, describeOnEngines, useEngineDb} from '../support/db.js'
 
 const DAY = '2025-07-07'
 // eslint-disable-next-line no-control-regex
@@ -20,18 +20,7 @@ const CONTROL = /[\u0000-\u001F\u007F-\u009F\u2028\u2029\u202A-\u202E\u2066-\u20
 describeOnEngines('stored error messages', (engine) => {
   let db: Kysely<Database>
 
-  before(async () => {
-    db = await engine.open()
-  })
-
-  after(async () => {
-    await clearLog(db)
-    await db.destroy()
-  })
-
-  beforeEach(async () => {
-    await clearLog(db)
-  })
+  useEngineDb(engine, (opened) => (db = opened))
 
   async function finishWith(errorMessage: string): Promise<string | null> {
     const token = randomUUID()

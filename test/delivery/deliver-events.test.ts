@@ -14,7 +14,7 @@ import {retryAfterMs} from '../../src/lib/delivery/sink-post.js'
 import {clearSecrets, registerSecret} from '../../src/lib/secrets.js'
 import {captureLogger} from '../support/capture.js'
 import {rejectionOf} from '../support/helpers.js'
-import {clearLog, describeOnEngines, insertRecord} from '../support/db.js'
+import {describeOnEngines, insertRecord, useEngineDb} from '../support/db.js'
 import {sampleEvent, seedEvents} from '../support/event-seed.js'
 import {type SinkServer, startSink} from '../support/sink.js'
 
@@ -35,17 +35,9 @@ describeOnEngines('delivering stored events to a sink', (engine) => {
   let intake: SinkServer
   let waits: number[]
 
-  before(async () => {
-    db = await engine.open()
-  })
-
-  after(async () => {
-    await clearLog(db)
-    await db.destroy()
-  })
+  useEngineDb(engine, (opened) => (db = opened))
 
   beforeEach(async () => {
-    await clearLog(db)
     intake = await startSink()
     waits = []
   })

@@ -79,7 +79,7 @@ const CONFIG_KEYS = ['DATABASE_URL', 'REDIS_URL', 'LOG_LEVEL', 'SENTRY_DSN', 'FE
 const REGIONS = ['us', 'eu']
 
 /** mulberry32: a tiny, well-distributed 32-bit PRNG, plenty for test data. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0

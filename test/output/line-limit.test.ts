@@ -8,7 +8,7 @@ import {expect} from 'chai'
 
 import type {AuditEvent} from '../../src/lib/heroku/types.js'
 import {CUT_MARKER, KEPT_FIELDS, LineEncoder, type LineLimit, MAX_LOG_LINE_BYTES, cutEventLine, formatEvent, wholeEventNote} from '../../src/lib/output/format-event.js'
-import {generateEvents} from '../fake-heroku/events.js'
+import {generateEvents, mulberry32} from '../fake-heroku/events.js'
 
 const STORE: LineLimit = {maxBytes: MAX_LOG_LINE_BYTES, whole: {kind: 'store'}}
 const base = generateEvents('2025-05-05', 20, {seed: 3}) as unknown as AuditEvent[]
@@ -31,18 +31,6 @@ function everyPath(events: AuditEvent[], format: 'json' | 'text', limit: LineLim
     linesOf(encoder().encode(events, Buffer.from(JSON.stringify(events, null, 2)))),
     linesOf(encoder().encode(events)),
   ]
-}
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failing case can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d_2b_79_f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
 }
 
 const PIECES = ['a', 'é', '€', '🦆', '\u0000', '\u001B', '"', '\\', '\n', '\u2028', '\u202E', '\ud800', '\udfff', ' ', '=']
@@ -224,7 +212,7 @@ describe('no line over MAX_LOG_LINE_BYTES', () => {
 
   it('holds for any event: 200 hostile events on every path, in both formats', function () {
     this.timeout(120_000)
-    const next = random(20_251_005)
+    const next = mulberry32(20_251_005)
     const events = Array.from({length: 200}, (_, k) => hostileEvent(next, k))
     const limits: LineLimit[] = [STORE, {maxBytes: MAX_LOG_LINE_BYTES, whole: {kind: 'file', path: `/tmp/${'ü'.repeat(400)}/2025-05-05.ndjson.gz`}}]
     for (const [index, event] of events.entries()) {

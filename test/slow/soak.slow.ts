@@ -25,7 +25,7 @@ import {migrateToLatest} from '../../src/lib/db/migrate.js'
 import type {Database} from '../../src/lib/db/schema.js'
 import {addDays} from '../../src/lib/dates.js'
 import {eventsDigest} from '../../src/lib/processing/events-digest.js'
-import {type AuditEvent, generateEvents} from '../fake-heroku/events.js'
+import {type AuditEvent, generateEvents, mulberry32} from '../fake-heroku/events.js'
 import {type Fault, type FakeHeroku, startFakeHeroku} from '../fake-heroku/server.js'
 import {cliEnv, runCli, startCli} from '../support/cli.js'
 import {createScratchDatabase, describeWithServer, openTestDb} from '../support/db.js'
@@ -34,18 +34,6 @@ const RUNS = Number(process.env.SOAK_RUNS ?? 200)
 const SEED = Number(process.env.SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const PAGE = 10
 const DATES = 120
-
-/** A small seeded generator (mulberry32), so a failing soak can be replayed with SOAK_SEED. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d_2b_79_f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
 
 /** What a run must end as, given its fault: the client tries each request twice (HEROKU_API_MAX_ATTEMPTS=2). */
 type Expected = 'SUCCESS' | 'FAILED' | 'ERROR' | 'KILLED'
@@ -110,7 +98,7 @@ describeWithServer('soak: 200 consecutive runs over random dates with random fau
   const events = new Map<string, AuditEvent[]>()
 
   before(async () => {
-    const random = seeded(SEED)
+    const random = mulberry32(SEED)
     // Small days, 0 to 35 events: one to four pages of ten.
     for (let i = 0; i < DATES; i++) {
       const day = addDays('2023-01-01', i * 2)
@@ -141,7 +129,7 @@ describeWithServer('soak: 200 consecutive runs over random dates with random fau
   })
 
   it(`${RUNS} runs (seed ${SEED}): every outcome honest, nothing stuck, no event written twice, nothing left behind`, async () => {
-    const random = seeded(SEED ^ 0x5eed)
+    const random = mulberry32(SEED ^ 0x5eed)
     const dates = [...events.keys()]
     const written = new Map<string, string[]>(dates.map((d) => [d, []]))
     const pids: number[] = []

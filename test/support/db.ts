@@ -252,6 +252,26 @@ export function openTestDb(url?: string): Kysely<Database> {
   return handleOn(embeddedOpen)
 }
 
+/**
+ * A suite's database on `engine`: opened before the suite (and handed to `use`), emptied before
+ * each test, emptied and closed after the suite.
+ */
+export function useEngineDb(engine: TestEngine, use: (db: Kysely<Database>) => void): void {
+  let db: Kysely<Database> | undefined
+  before(async () => {
+    db = await engine.open()
+    use(db)
+  })
+
+  after(async () => {
+    if (!db) return
+    await clearLog(db)
+    await db.destroy()
+  })
+
+  beforeEach(() => clearLog(db!))
+}
+
 /** Empties the processing record, the event store, the sinks' outbox and the alerts between tests. */
 export async function clearLog(db: Kysely<Database>): Promise<void> {
   await sql`TRUNCATE audit_events_log, audit_events, audit_sink_days, audit_sinks, audit_alerts RESTART IDENTITY`.execute(db)

@@ -16,7 +16,7 @@ import {clearSecrets} from '../../src/lib/secrets.js'
 import {buildApp} from '../../src/lib/web/app.js'
 import type {VersionInfo} from '../../src/lib/web/version.js'
 import {captureLogger} from '../support/capture.js'
-import {clearLog, describeOnEngines, insertRecord} from '../support/db.js'
+import {describeOnEngines, insertRecord, useEngineDb} from '../support/db.js'
 import {sampleEvent, seedEvents} from '../support/event-seed.js'
 import {type SinkServer, startSink} from '../support/sink.js'
 
@@ -36,17 +36,9 @@ describeOnEngines('delivery on the status page', (engine) => {
   let sink: SinkConfig
   const opened: FastifyInstance[] = []
 
-  before(async () => {
-    db = await engine.open()
-  })
-
-  after(async () => {
-    await clearLog(db)
-    await db.destroy()
-  })
+  useEngineDb(engine, (handle) => (db = handle))
 
   beforeEach(async () => {
-    await clearLog(db)
     intake = await startSink()
     sink = loadConfig({DATABASE_URL: 'postgres://u@127.0.0.1/db', SINK_URL: `${new URL(intake.url).origin}/${PATH_SECRET}`, SINK_TOKEN: TOKEN}).sink!
   })

@@ -4,6 +4,7 @@
  * URL's path is the credential), and every word of the answer is made safe before anyone sees it.
  */
 import type {AlertWebhook} from '../config.js'
+import {answerStart, networkCause} from '../http-answer.js'
 import {redact} from '../secrets.js'
 import {oneLine} from '../text.js'
 
@@ -33,7 +34,7 @@ export async function postToWebhook(webhook: AlertWebhook, text: string, options
       redirect: 'manual',
       signal,
     })
-    const answer = await readBounded(response)
+    const answer = await answerStart(response, MAX_ANSWER_BYTES)
     if (response.status >= 200 && response.status < 300) return {ok: true}
     const said = answer.trim() ? `: ${oneLine(redact(answer), 200)}` : ''
     const redirect = response.status >= 300 && response.status < 400 ? ' (a redirect, not followed)' : ''
@@ -43,37 +44,4 @@ export async function postToWebhook(webhook: AlertWebhook, text: string, options
     if (options.signal?.aborted) return {ok: false, reason: 'stopped before it answered'}
     return {ok: false, reason: `could not be reached (${networkCause(error)})`}
   }
-}
-
-/** The first MAX_ANSWER_BYTES of the answer, as text; the rest is not read. */
-async function readBounded(response: Response): Promise<string> {
-  if (!response.body) return ''
-  const reader = response.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  try {
-    while (size < MAX_ANSWER_BYTES) {
-      const {done, value} = await reader.read()
-      if (done) break
-      chunks.push(value)
-      size += value.byteLength
-    }
-  } finally {
-    await reader.cancel().catch(() => {})
-  }
-
-  return new TextDecoder().decode(Buffer.concat(chunks).subarray(0, MAX_ANSWER_BYTES))
-}
-
-/** The system's word for a network failure (ECONNREFUSED, ENOTFOUND…): never a URL. */
-function networkCause(error: unknown): string {
-  let current: unknown = error
-  for (let depth = 0; depth < 5 && current; depth++) {
-    const code = (current as {code?: unknown}).code
-    if (typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code)) return code
-    current = (current as {cause?: unknown}).cause
-  }
-
-  const text = error instanceof Error ? error.message : String(error)
-  return oneLine(redact(text), 120)
 }

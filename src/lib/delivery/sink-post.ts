@@ -1,4 +1,5 @@
 import type {SinkConfig} from '../config.js'
+import {answerStart, networkCause} from '../http-answer.js'
 import {redact} from '../secrets.js'
 import {oneLine} from '../text.js'
 import {authorization, contentType} from './sink-batch.js'
@@ -61,28 +62,6 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | u
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
-/** The first bytes of an answer's body as one safe line; the rest is never read. */
-async function answerExcerpt(response: Response): Promise<string> {
-  if (!response.body) return ''
-  const reader = response.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  try {
-    while (size < MAX_ANSWER_BYTES) {
-      const {done, value} = await reader.read()
-      if (done) break
-      chunks.push(value)
-      size += value.length
-    }
-  } catch {
-    // A body cut short still tells what it told so far.
-  } finally {
-    reader.cancel().catch(() => {})
-  }
-
-  return oneLine(redact(Buffer.concat(chunks).subarray(0, MAX_ANSWER_BYTES).toString('utf8')), 200)
-}
-
 type Try = {ok: true; status: number} | {ok: false; retry: boolean; tooLarge?: boolean; message: string; retryAfterMs?: number}
 
 async function postOnce(sink: SinkConfig, body: Buffer, deps: PostDeps, signal?: AbortSignal): Promise<Try> {
@@ -96,8 +75,7 @@ async function postOnce(sink: SinkConfig, body: Buffer, deps: PostDeps, signal?:
     response = await fetch(sink.url, {method: 'POST', headers, body, redirect: 'manual', signal: signal ? AbortSignal.any([signal, timeout]) : timeout})
   } catch (error) {
     if (signal?.aborted) throw signal.reason
-    const cause = (error as {cause?: {code?: unknown}}).cause?.code
-    const why = timeout.aborted ? `no answer within ${sink.timeoutMs / 1000} s` : `could not connect (${typeof cause === 'string' ? cause : 'network error'})`
+    const why = timeout.aborted ? `no answer within ${sink.timeoutMs / 1000} s` : `could not connect (${networkCause(error)})`
     return {ok: false, retry: true, message: why}
   }
 
@@ -106,7 +84,7 @@ async function postOnce(sink: SinkConfig, body: Buffer, deps: PostDeps, signal?:
     return {ok: true, status: response.status}
   }
 
-  const excerpt = await answerExcerpt(response).catch(() => '')
+  const excerpt = oneLine(redact(await answerStart(response, MAX_ANSWER_BYTES)), 200)
   const message = `HTTP ${response.status}${excerpt ? `: ${excerpt}` : ''}`
   if (response.status === 429 || response.status === 408 || response.status >= 500) {
     return {ok: false, retry: true, message, retryAfterMs: retryAfterMs(response.headers.get('retry-after'))}
