@@ -57,6 +57,21 @@ describe('the suite', function () {
     expect(readdirSync(outside).filter((name) => !/^tsx-\d+$/.test(name))).to.deep.equal([])
   })
 
+  it('without a server, runs each suite on the embedded engine and lists what it could not run, with why', async () => {
+    const file = probe(
+      'no-server',
+      `import {sql} from 'kysely'\nimport {describeOnEngines, describeWithServer} from '${join(ROOT, 'test/support/db.ts')}'\n` +
+        `describeOnEngines('both', (engine) => { it('answers', async () => { const db = await engine.open(); const {rows} = await sql<{n: number}>\`SELECT 1 AS n\`.execute(db); assert.equal(rows[0].n, 1); await db.destroy() }) })\n` +
+        `describeWithServer('server only', () => { it('needs it', () => assert.ok(true)) }, 'needs pg_terminate_backend')`,
+    )
+    const result = await runMocha(file, false, {TEST_DATABASE_ADMIN_URL: 'postgres://postgres@127.0.0.1:1/postgres'})
+    expect(result.code, result.output).to.equal(0)
+    expect(result.output, result.output).to.match(/^1 passed, 0 failed, 2 skipped$/m)
+    expect(result.output).to.include('both [embedded]')
+    expect(result.output).to.match(/both \[postgres\].*its embedded copy ran/)
+    expect(result.output).to.match(/server only.*needs pg_terminate_backend/)
+  })
+
   // The probes run under CI=true, which requires the PostgreSQL server (test/support/root-hooks.ts).
   itWithServer('fails under CI on a committed .only, and on a .skip', async () => {
     const only = probe('only', `describe('probe', () => { it.only('one', () => assert.equal(1, 1)); it('two', () => assert.equal(2, 2)) })`)
