@@ -7,7 +7,6 @@
  * for another process; a test that must look while a run holds the directory needs a server.
  */
 import {
-  AbortedTransactionError,
   CompiledQuery,
   type DatabaseConnection,
   type Driver,
@@ -21,6 +20,7 @@ import {
 
 import {type EmbeddedDb, openEmbeddedDb} from '../../src/lib/db/embedded.js'
 import {migrateToLatest} from '../../src/lib/db/migrate.js'
+import {beginTransaction, commitTransaction} from '../../src/lib/db/pglite-dialect.js'
 import type {Database} from '../../src/lib/db/schema.js'
 
 class DirectoryConnection implements DatabaseConnection {
@@ -46,14 +46,12 @@ class DirectoryDriver implements Driver {
     return new DirectoryConnection(await openEmbeddedDb(this.dataDir, {lockWaitMs: 30_000, lockPollMs: 20}))
   }
 
-  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    const modes = [settings.isolationLevel && `isolation level ${settings.isolationLevel}`, settings.accessMode].filter(Boolean)
-    await connection.executeQuery(CompiledQuery.raw(modes.length > 0 ? `start transaction ${modes.join(' ')}` : 'begin'))
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    return beginTransaction(connection, settings)
   }
 
-  async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    const {rows} = await connection.executeQuery<{command?: string}>(CompiledQuery.raw('commit'))
-    if (rows[0]?.command === 'ROLLBACK') throw new AbortedTransactionError()
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return commitTransaction(connection)
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {

@@ -137,6 +137,18 @@ export interface PGliteDialectConfig {
   pglite: PGlite | (() => Promise<PGlite>)
 }
 
+/** BEGIN with the isolation level and access mode asked for, on one connection (shared with the tests' directory driver). */
+export async function beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+  const modes = [settings.isolationLevel && `isolation level ${settings.isolationLevel}`, settings.accessMode].filter(Boolean)
+  await connection.executeQuery(CompiledQuery.raw(modes.length > 0 ? `start transaction ${modes.join(' ')}` : 'begin'))
+}
+
+/** COMMIT; PostgreSQL answers it with ROLLBACK when an earlier error aborted the transaction, which is thrown. */
+export async function commitTransaction(connection: DatabaseConnection): Promise<void> {
+  const {rows} = await connection.executeQuery<{command?: string}>(CompiledQuery.raw('commit'))
+  if (rows[0]?.command === 'ROLLBACK') throw new AbortedTransactionError()
+}
+
 class PGliteDriver implements Driver {
   readonly #config: PGliteDialectConfig
   readonly #mutex = new Mutex()
@@ -177,15 +189,12 @@ class PGliteDriver implements Driver {
     unlock?.()
   }
 
-  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    const modes = [settings.isolationLevel && `isolation level ${settings.isolationLevel}`, settings.accessMode].filter(Boolean)
-    await connection.executeQuery(CompiledQuery.raw(modes.length > 0 ? `start transaction ${modes.join(' ')}` : 'begin'))
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    return beginTransaction(connection, settings)
   }
 
-  async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    const {rows} = await connection.executeQuery<{command?: string}>(CompiledQuery.raw('commit'))
-    // PostgreSQL answers COMMIT with ROLLBACK when an earlier error aborted the transaction.
-    if (rows[0]?.command === 'ROLLBACK') throw new AbortedTransactionError()
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return commitTransaction(connection)
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
