@@ -5,7 +5,7 @@ import type {Kysely} from 'kysely'
 
 import {BaseCommand} from '../base-command.js'
 import {type FinishedDay, dayStatuses, flushAlerts, raiseDayAlerts, raiseYesterdayAlert} from '../lib/alerts/alerts.js'
-import {type AlertsConfig, DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, MAX_STALE_AFTER_MINUTES, type HerokuConfig} from '../lib/config.js'
+import {type AlertWebhook, type AlertsConfig, DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, MAX_STALE_AFTER_MINUTES, type HerokuConfig} from '../lib/config.js'
 import type {Database, ProcessStatus} from '../lib/db/schema.js'
 import {parseProcessableDay, parseProcessableRange, yesterdayUtc} from '../lib/dates.js'
 import {runDelivery} from '../lib/delivery/run-delivery.js'
@@ -24,6 +24,13 @@ import {createProgress} from '../lib/processing/progress.js'
 import {type RerunFlags, rerunCommand} from '../lib/processing/rerun.js'
 import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
 import {safeErrorMessage} from '../lib/secrets.js'
+import {type MonthsRun, monthsToVerify, runArchiveMonths} from '../lib/completeness/archive-months.js'
+import {type SettleRun, daysToSettle, raiseCompletenessAlerts, settleDays} from '../lib/completeness/catch-up.js'
+import {settleLine} from '../lib/completeness/settle-day.js'
+import {createArchiveClient} from '../lib/heroku/archives.js'
+
+/** The most months one catch-up checks against their archives (one download each); the rest wait for the next run. */
+const MAX_CATCH_UP_MONTHS = 2
 
 interface Target {
   mode: PlanMode
@@ -192,7 +199,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       }
       // Every month the range needs is made before any day holds the table (see ensurePartitions).
       if (store) await ensurePartitions(db, plan.attempt).catch((error: unknown) => this.logger.warn(`event store: ${safeErrorMessage(error)}; each day tries again`))
-      const ranged = {...run, store, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags}
+      const ranged = {...run, store, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags, settleHours: settings.store.settleHours, webhook: settings.alerts.webhook}
       return await this.runRange(db, heroku, plan, ranged, cancel.signal)
     } finally {
       // The run's alerts are recorded even after a signal (one quick insert): a day a signal
@@ -317,6 +324,8 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       reserve?: number
       quiet: boolean
       rerunFlags: Pick<RerunFlags, 'force' | 'format' | 'outputDir' | 'staleAfterMinutes' | 'verbose'>
+      settleHours?: number
+      webhook?: AlertWebhook
     },
     signal: AbortSignal,
   ): Promise<RangeResult> {
@@ -326,6 +335,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       this.logger.info(`catch-up over ${plan.from}..${plan.to}: ${plan.attempt.length} day(s) to process${alone}`)
       if (plan.attempt.length === 0) {
         this.logger.success(`nothing to catch up: every day of ${plan.from}..${plan.to} is SUCCESS or held by a live run`)
+        if (run.store && !(await this.completeness(db, heroku, plan, {...run, store: run.store}, undefined, signal))) this.exit(EXIT.failed)
         return {results: [], exitCode: 0}
       }
     } else {
@@ -357,7 +367,85 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
     const rerun = rerunCommand(this.config.bin, {...run.rerunFlags, mode: plan.mode, to: plan.to, days: run.days}, result.results)
     this.logToStderr(renderRangeSummary(result, {rerun}).trimEnd())
     this.finishedDays = result.results
-    if (result.exitCode !== EXIT.ok) this.exit(EXIT.failed)
+    let exitCode = result.exitCode
+    // The days are done; a catch-up that was not cut short then proves them (see catch-up.ts).
+    if (plan.mode === 'catch-up' && run.store && !result.stopped && !signal.aborted) {
+      const lastReading = result.results.findLast((day) => day.rateLimitRemaining !== undefined)?.rateLimitRemaining
+      const complete = await this.completeness(db, heroku, plan, {...run, store: run.store}, lastReading, signal)
+      if (!complete) exitCode = EXIT.failed
+    }
+
+    if (exitCode !== EXIT.ok) this.exit(EXIT.failed)
     return result
+  }
+
+  /**
+   * After a catch-up's days: the settle re-reads of its window (SETTLE_HOURS), then the archives
+   * of months now over that have not been checked (at most MAX_CATCH_UP_MONTHS a run), all under
+   * the rate budget. False when a re-read or a month failed, or a month does not match its archive.
+   */
+  private async completeness(
+    db: Kysely<Database>,
+    heroku: HerokuConfig,
+    plan: Plan,
+    run: {format: OutputFormat; storeFrom?: string; linesPerSecond: number; store: EventStore; reserve?: number; settleHours?: number; webhook?: AlertWebhook},
+    rateLimitRemaining: number | undefined,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const log = this.logger
+    const reserve = run.reserve ?? DEFAULT_RATE_LIMIT_RESERVE
+    let ok = true
+    let remaining = rateLimitRemaining
+    let settled: SettleRun | undefined
+    if (run.settleHours !== undefined) {
+      const days = await daysToSettle(db, {from: plan.from, to: plan.to, settleHours: run.settleHours, storeFrom: run.storeFrom})
+      if (days.length > 0) {
+        log.info(`settling ${days.length} day(s) collected over ${run.settleHours} h ago: reading each once more`)
+        let current = days[0]
+        const client = this.client(heroku, () => log, () => current)
+        settled = await settleDays(
+          {db, client: {fetchDay: (day, options) => ((current = day), client.fetchDay(day, options))}, store: run.store, output: process.stdout, logger: log},
+          {days, format: run.format, linesPerSecond: run.linesPerSecond, reserve, rateLimitRemaining: remaining, signal},
+        )
+        for (const result of settled.results) {
+          const line = settleLine(result)
+          log[line.level](line.message)
+          remaining = result.rateLimitRemaining ?? remaining
+        }
+
+        if (settled.results.some((result) => result.outcome === 'failed')) ok = false
+        if (settled.stopped === 'budget') log.info(`settle: ${days.length - settled.results.length} day(s) left for a later run by the rate budget`)
+      }
+    }
+
+    let months: MonthsRun | undefined
+    const budgetLeft = reserve === 0 || remaining === undefined || remaining >= reserve
+    if (!signal.aborted && budgetLeft && settled?.stopped === undefined) {
+      try {
+        const archives = createArchiveClient({...heroku, userAgent: `audit-logger/${this.config.version}`})
+        const due = (await monthsToVerify(db, await archives.listArchives(signal), {storeFrom: run.storeFrom, wholeMonthsOnly: true})).slice(0, MAX_CATCH_UP_MONTHS)
+        if (due.length > 0) {
+          log.info(`checking ${due.length} month(s) against Heroku's archives: ${due.map((info) => info.month).join(', ')}`)
+          months = await runArchiveMonths({db, store: run.store, archives, output: process.stdout, logger: log}, due.map((info) => ({month: info.month})), {
+            fill: false,
+            format: run.format,
+            storeFrom: run.storeFrom,
+            linesPerSecond: run.linesPerSecond,
+            signal,
+          })
+          if (months.exitCode !== EXIT.ok) ok = false
+        }
+      } catch (error) {
+        log.warn(`archives: could not list Heroku's archives now (${safeErrorMessage(error)}); the next catch-up tries again`)
+      }
+    }
+
+    try {
+      await raiseCompletenessAlerts(db, run.webhook, {settled: settled?.results, months: months?.results})
+    } catch (error) {
+      log.warn(`alerts: could not record alerts now (${safeErrorMessage(error)}); they are not announced`)
+    }
+
+    return ok
   }
 }

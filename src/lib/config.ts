@@ -89,9 +89,13 @@ export interface StoreConfig {
   enabled: boolean
   /** EVENT_RETENTION_DAYS: events of days older than this many days are removed (the records stay). */
   retentionDays: number
+  /** SETTLE_HOURS: a SUCCESS day is read once more this many hours after it was collected; undefined = off. */
+  settleHours?: number
 }
 
 export const DEFAULT_RETENTION_DAYS = 365
+export const DEFAULT_SETTLE_HOURS = 24
+export const MAX_SETTLE_HOURS = 168
 export const MAX_RETENTION_DAYS = 3650
 
 /** Where alerts go (ALERT_WEBHOOK_URL): a Slack-compatible incoming webhook. The URL is a secret. */
@@ -424,7 +428,13 @@ function readAlerts(env: Env): AlertsConfig {
 function readStore(env: Env): StoreConfig {
   const value = (read(env, 'EVENT_STORE') ?? 'on').toLowerCase()
   if (!['on', 'off'].includes(value)) throw new UsageError(`EVENT_STORE must be on or off (got "${value}")`, 'unset it to keep every event (on)')
-  return {enabled: value === 'on', retentionDays: readInteger(env, 'EVENT_RETENTION_DAYS', 1, MAX_RETENTION_DAYS) ?? DEFAULT_RETENTION_DAYS}
+  const settle = read(env, 'SETTLE_HOURS')
+  const settleHours = settle?.toLowerCase() === 'off' ? undefined : (readInteger(env, 'SETTLE_HOURS', 0, MAX_SETTLE_HOURS) ?? DEFAULT_SETTLE_HOURS)
+  return {
+    enabled: value === 'on',
+    retentionDays: readInteger(env, 'EVENT_RETENTION_DAYS', 1, MAX_RETENTION_DAYS) ?? DEFAULT_RETENTION_DAYS,
+    ...(settleHours === undefined ? {} : {settleHours}),
+  }
 }
 
 export interface WebConfig {

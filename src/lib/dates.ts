@@ -137,3 +137,18 @@ export function parseProcessableRange(fromInput: string, toInput: string, now: D
 
   return {from, to}
 }
+
+/**
+ * Validates a month the user asked for, YYYY-MM, that has begun (UTC): Heroku archives months
+ * from 2017 on, and a month to come has no archive.
+ */
+export function parseMonth(input: string, now: Date = new Date(), flag = '--month'): string {
+  const month = input.trim()
+  const match = /^(\d{4})-(\d{2})$/.exec(month)
+  if (!match) throw new UsageError(`${flag} "${input}" is not in YYYY-MM form`, 'write the month as e.g. 2025-09')
+  const number = Number(match[2])
+  if (number < 1 || number > 12) throw new UsageError(`${flag} "${input}" is not a month: there is no month ${number}`, 'write the month as YYYY-MM, from 01 to 12, e.g. 2025-09')
+  const current = todayUtc(now).slice(0, 7)
+  if (month > current) throw new UsageError(`${flag} ${month} has not begun yet (UTC): it has no archive`, `ask for ${current} or an earlier month`)
+  return month
+}

@@ -272,9 +272,9 @@ export function useEngineDb(engine: TestEngine, use: (db: Kysely<Database>) => v
   beforeEach(() => clearLog(db!))
 }
 
-/** Empties the processing record, the event store, the sinks' outbox and the alerts between tests. */
+/** Empties the processing record, the event store, the sinks' outbox, the alerts and the archive checks between tests. */
 export async function clearLog(db: Kysely<Database>): Promise<void> {
-  await sql`TRUNCATE audit_events_log, audit_events, audit_sink_days, audit_sinks, audit_alerts RESTART IDENTITY`.execute(db)
+  await sql`TRUNCATE audit_events_log, audit_events, audit_sink_days, audit_sinks, audit_alerts, audit_archives RESTART IDENTITY`.execute(db)
 }
 
 /** Inserts a record as a test fixture; times are offsets in seconds from the database's now(). */

@@ -13,8 +13,8 @@
  * | day-recovered     | `day-recovered:<day>:<attempt>`       | `process`, when a FAILED/ERROR day ends SUCCESS |
  * | yesterday-missing | `yesterday-missing:<day>`             | `process` and `serve`, past HEALTH_REQUIRE_YESTERDAY_AFTER |
  * | sink-stopped      | `sink-stopped:<sink name>:<iso time>` | delivery, when a sink answers a 4xx and is stopped |
- * | late-events       | `late-events:<day>:<events count>`    | reserved for the settle re-read (not written yet) |
- * | archive-mismatch  | `archive-mismatch:<month>:<digest>`   | reserved for archive verification (not written yet) |
+ * | late-events       | `late-events:<day>:<events count>`    | `process --catch-up`, when a settle re-read finds late or vanished events |
+ * | archive-mismatch  | `archive-mismatch:<month>:<digest>`   | archive checks (`process --catch-up`, `archives verify`/`import`): a mismatch or a failed checksum, once per archive file |
  *
  * Nothing is recorded while ALERT_WEBHOOK_URL is unset: an unset webhook does not fill a table
  * with messages nobody will read, and setting it later does not replay old news.
@@ -49,6 +49,8 @@ export const ALERT_KEYS = {
   dayRecovered: (day: string, attempt: number) => `day-recovered:${day}:${attempt}`,
   yesterdayMissing: (day: string) => `yesterday-missing:${day}`,
   sinkStopped: (sink: string, at: Date) => `sink-stopped:${sink}:${at.toISOString()}`,
+  lateEvents: (day: string, count: number) => `late-events:${day}:${count}`,
+  archiveMismatch: (month: string, checksum: string) => `archive-mismatch:${month}:${checksum.slice(0, 16)}`,
 } as const
 
 export interface NewAlert {

@@ -16,7 +16,8 @@ export function lastSignOfLife(table = 'audit_events_log') {
 }
 
 const LAST_SIGN_OF_LIFE = lastSignOfLife()
-const NOW_UTC = sql`(now() AT TIME ZONE 'utc')`
+/** now() as the naive UTC timestamp the old tool's created_at and updated_at hold. */
+export const NOW_UTC = sql`(now() AT TIME ZONE 'utc')`
 
 export function staleBefore(staleAfterMinutes: number) {
   return sql`now() - make_interval(secs => ${staleAfterMinutes * 60})`
@@ -53,6 +54,7 @@ export async function claimDay(db: Kysely<Database>, request: ClaimRequest): Pro
     VALUES (${day}, 'PROCESSING', 0, NULL, ${NOW_UTC}, ${NOW_UTC}, 1, ${token}, now(), now(), NULL)
     ON CONFLICT (process_date) DO UPDATE SET
       status = 'PROCESSING', events_count = 0, error_message = NULL, events_digest = NULL, updated_at = ${NOW_UTC},
+      source = NULL, settled_at = NULL, late_events = NULL, vanished_events = NULL, settled_digest = NULL, recovered_events = NULL,
       attempts = CASE WHEN log.claim_token = EXCLUDED.claim_token THEN log.attempts ELSE log.attempts + 1 END,
       claim_token = EXCLUDED.claim_token, heartbeat_at = now(), started_at = now(), finished_at = NULL
     WHERE log.status IN ('FAILED', 'ERROR')

@@ -207,13 +207,17 @@ export function copyWriter(): (records: readonly EventRecord[]) => Buffer {
  */
 export type AppendEvents = (records: readonly EventRecord[]) => Promise<void>
 
+/** Where a store transaction's loader writes: the store itself, or the staging table (see staging-queries.ts). */
+export type LoadTarget = 'audit_events' | 'audit_staged_events'
+
 export interface EventStore {
   /**
    * Runs `work` in one transaction on a connection of its own, handing it the transaction and a
-   * bulk loader into audit_events (COPY on PostgreSQL). Committed when `work` resolves, rolled
-   * back when it throws: a day's events are stored together with its record, or not at all.
+   * bulk loader into audit_events, or into `into` (COPY on PostgreSQL). Committed when `work`
+   * resolves, rolled back when it throws: a day's events are stored together with its record, or
+   * not at all.
    */
-  transaction<T>(work: (trx: Kysely<Database>, append: AppendEvents) => Promise<T>): Promise<T>
+  transaction<T>(work: (trx: Kysely<Database>, append: AppendEvents) => Promise<T>, into?: LoadTarget): Promise<T>
 }
 
 /** The pools behind the PostgreSQL databases createDb made, so their store can COPY on a client of its own. */
@@ -246,7 +250,7 @@ function overClient(client: pg.PoolClient, before: () => Promise<void>): Kysely<
 
 function postgresEventStore(pool: pg.Pool): EventStore {
   return {
-    async transaction(work) {
+    async transaction(work, into = 'audit_events') {
       const client = await pool.connect()
       let failure: unknown
       // The page's COPY runs on the server while the day job reads and writes the next page: append
@@ -273,7 +277,7 @@ function postgresEventStore(pool: pg.Pool): EventStore {
           const rows = writers[turn](records)
           return (async () => {
             await settle()
-            const stream = client.query(copyFrom(`COPY audit_events (${COLUMNS.join(', ')}) FROM STDIN`))
+            const stream = client.query(copyFrom(`COPY ${into} (${COLUMNS.join(', ')}) FROM STDIN`))
             copying = once(stream, 'finish')
             // Surfaced by settle(); never an unhandled rejection meanwhile.
             copying.catch(() => {})
@@ -303,17 +307,20 @@ function postgresEventStore(pool: pg.Pool): EventStore {
   }
 }
 
+/** The store's columns, in the order its loaders write them. */
+export const STORE_COLUMNS = COLUMNS
+
 /** One INSERT … SELECT FROM unnest(…) per call: one statement per page, whatever its size. */
 function kyselyEventStore(db: Kysely<Database>): EventStore {
   return {
-    transaction(work) {
+    transaction(work, into = 'audit_events') {
       return db.transaction().execute((trx) =>
         work(trx, async (records) => {
           if (records.length === 0) return
           const rows = records.map((record) => values(record))
           const columns = COLUMNS.map((_, k) => rows.map((row) => row[k]))
           await sql`
-            INSERT INTO audit_events (${sql.join(COLUMNS.map((name) => sql.ref(name)))})
+            INSERT INTO ${sql.table(into)} (${sql.join(COLUMNS.map((name) => sql.ref(name)))})
             SELECT * FROM unnest(
               ${columns[0]}::date[], ${columns[1]}::text[], ${columns[2]}::text[], ${columns[3]}::timestamptz[],
               ${columns[4]}::text[], ${columns[5]}::text[], ${columns[6]}::text[], ${columns[7]}::text[], ${columns[8]}::text[],

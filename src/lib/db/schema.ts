@@ -26,6 +26,50 @@ export interface AuditEventsLogTable {
   finished_at: ColumnType<Date | null, never, never>
   /** SUCCESS days only: SHA-256 hex over the day's event ids, sorted, joined by '\n' (see events-digest.ts). */
   events_digest: string | null
+  /** Where the day's events came from: null or 'api' (the events API), 'archive' (archives import). */
+  source: ColumnType<DaySource | null, DaySource | null | undefined, DaySource | null>
+  /** When the settle re-read finished (see settle.ts); null until then. */
+  settled_at: ColumnType<Date | null, never, never>
+  /** Events the settle re-read found that the first read had not (stored then). */
+  late_events: ColumnType<number | null, never, number | null>
+  /** Events stored before that the settle re-read no longer got (reported, never deleted). */
+  vanished_events: ColumnType<number | null, never, number | null>
+  /** The digest over the day's stored ids after the settle re-read (events_digest keeps the first). */
+  settled_digest: ColumnType<string | null, never, string | null>
+  /** Events an archive verify found missing and stored. */
+  recovered_events: ColumnType<number | null, never, number | null>
+}
+
+export const DAY_SOURCES = ['api', 'archive'] as const
+export type DaySource = (typeof DAY_SOURCES)[number]
+
+export const ARCHIVE_STATUSES = ['consistent', 'mismatch', 'checksum-failed'] as const
+export type ArchiveStatus = (typeof ARCHIVE_STATUSES)[number]
+
+/** `audit_archives`: a month checked against (or filled from) Heroku's monthly archive; see the 2025-10-08 migration. */
+export interface AuditArchivesTable {
+  /** YYYY-MM */
+  month: string
+  status: ArchiveStatus
+  /** The archive's SHA-256 (hex, of its gzip bytes) as Heroku listed it when this row was written. */
+  checksum: string | null
+  archive_created_at: Date | null
+  size: ColumnType<string | null, string | number | null, string | number | null>
+  /** The last day the archive covers (YYYY-MM-DD): the month's last day, or the day before it was made. */
+  covered_to: string | null
+  verified_at: ColumnType<Date, never, never>
+  archive_events: number
+  /** SUCCESS days (events kept) compared with the archive. */
+  days_compared: number
+  matched: number
+  recovered: number
+  only_in_store: number
+  /** Archive events of days with no SUCCESS record (and not imported): `archives import` fills those. */
+  not_collected: number
+  imported_days: number
+  imported_events: number
+  /** One bounded, redacted line: e.g. the first ids only in the store, or why the checksum failed. */
+  detail: string | null
 }
 
 /**
@@ -113,6 +157,7 @@ export interface Database {
   audit_sinks: AuditSinksTable
   audit_sink_days: AuditSinkDaysTable
   audit_alerts: AuditAlertsTable
+  audit_archives: AuditArchivesTable
 }
 
 export type StoredEventRow = Selectable<AuditEventsTable>
@@ -120,3 +165,5 @@ export type StoredEventRow = Selectable<AuditEventsTable>
 export type AuditLogRow = Selectable<AuditEventsLogTable>
 export type NewAuditLogRow = Insertable<AuditEventsLogTable>
 export type AuditLogUpdate = Updateable<AuditEventsLogTable>
+
+export type ArchiveRow = Selectable<AuditArchivesTable>

@@ -1,0 +1,189 @@
+import {type Kysely, sql} from 'kysely'
+
+import {eventsDigest} from '../processing/events-digest.js'
+import {NOW_UTC} from './audit-log-repository.js'
+import {STORE_COLUMNS} from './event-store.js'
+import type {Database} from './schema.js'
+import {queueDayForSinks} from './sink-queries.js'
+
+/*
+ * Comparing a second source of a day's (or a month's) events with the store: the settle re-read
+ * and Heroku's monthly archives. The source is loaded, as it streams in, into a temporary table
+ * of the store's shape (audit_staged_events, dropped at commit), then compared by id in SQL, so
+ * a month of millions of events is never held in memory. Everything happens in the caller's one
+ * transaction: what it adds to the store and to the records commits together, or not at all.
+ */
+
+export const STAGED_TABLE = 'audit_staged_events'
+
+/** How many ids a comparison keeps to name, per day, of those only in the store. */
+export const SAMPLE_IDS = 20
+
+/** Creates the staging table for this transaction (dropped at its end). */
+export async function createStaging(trx: Kysely<Database>): Promise<void> {
+  await sql`CREATE TEMP TABLE IF NOT EXISTS audit_staged_events (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DROP`.execute(trx)
+}
+
+/**
+ * Makes the loaded staging table ready to compare: one row per id (a source may list an event
+ * twice; the first kept), an index on id, and statistics for the planner.
+ */
+export async function prepareStaging(trx: Kysely<Database>): Promise<{duplicates: number}> {
+  const counted = await sql<{rows: number; ids: number}>`SELECT count(*)::int AS rows, count(DISTINCT id)::int AS ids FROM audit_staged_events`.execute(trx)
+  const {rows = 0, ids = 0} = counted.rows[0] ?? {}
+  if (rows > ids) {
+    await sql`DELETE FROM audit_staged_events a USING audit_staged_events b WHERE a.id = b.id AND a.ctid > b.ctid`.execute(trx)
+  }
+
+  await sql`CREATE INDEX ON audit_staged_events (id)`.execute(trx)
+  await sql`ANALYZE audit_staged_events`.execute(trx)
+  return {duplicates: rows - ids}
+}
+
+export interface StoreOnlyDay {
+  day: string
+  count: number
+  /** The first SAMPLE_IDS of them, in id order. */
+  sample: string[]
+}
+
+/**
+ * The stored events of `days` the staging table does not hold (by id, whatever day it puts them
+ * on): what the source no longer has, or never had. Reported, never deleted.
+ */
+export async function storeOnly(trx: Kysely<Database>, days: readonly string[]): Promise<StoreOnlyDay[]> {
+  if (days.length === 0) return []
+  const found = await sql<{day: string; count: number; sample: string}>`
+    SELECT e.day::text AS day, count(*)::int AS count, to_json((array_agg(e.id ORDER BY e.id))[1:${SAMPLE_IDS}])::text AS sample
+    FROM audit_events e
+    WHERE e.day = ANY(${[...days]}::date[]) AND NOT EXISTS (SELECT 1 FROM audit_staged_events s WHERE s.id = e.id)
+    GROUP BY e.day ORDER BY e.day`.execute(trx)
+  return found.rows.map((row) => ({day: row.day, count: row.count, sample: JSON.parse(row.sample) as string[]}))
+}
+
+/**
+ * Removes from the staging table every event the store already holds on a day of
+ * [from, until) (a month, or one day), and counts them per staged day: the matched ones. What
+ * stays is what the store lacks.
+ */
+export async function dropMatched(trx: Kysely<Database>, from: string, until: string): Promise<Map<string, number>> {
+  const matched = await sql<{day: string; count: number}>`
+    WITH matched AS (
+      DELETE FROM audit_staged_events s
+      WHERE EXISTS (SELECT 1 FROM audit_events e WHERE e.id = s.id AND e.day >= ${from}::date AND e.day < ${until}::date)
+      RETURNING s.day
+    )
+    SELECT day::text AS day, count(*)::int AS count FROM matched GROUP BY day`.execute(trx)
+  return new Map(matched.rows.map((row) => [row.day, row.count]))
+}
+
+/** The staged events left, per day (after dropMatched: those the store lacks). */
+export async function stagedPerDay(trx: Kysely<Database>): Promise<Map<string, number>> {
+  const rows = await sql<{day: string; count: number}>`SELECT day::text AS day, count(*)::int AS count FROM audit_staged_events GROUP BY day`.execute(trx)
+  return new Map(rows.rows.map((row) => [row.day, row.count]))
+}
+
+/**
+ * Copies the staged events of `days` into the store (their month partitions must exist), and
+ * indexes what is left for reading it back in order (stagedEvents). An event stored meanwhile by
+ * another run is skipped, not an error.
+ */
+export async function storeStaged(trx: Kysely<Database>, days: readonly string[]): Promise<number> {
+  if (days.length === 0) return 0
+  const columns = sql.join(STORE_COLUMNS.map((name) => sql.ref(name)))
+  const inserted = await sql`
+    INSERT INTO audit_events (${columns})
+    SELECT ${columns} FROM audit_staged_events WHERE day = ANY(${[...days]}::date[])
+    ON CONFLICT DO NOTHING`.execute(trx)
+  await sql`CREATE INDEX ON audit_staged_events (day, created_at, id)`.execute(trx)
+  return Number(inserted.numAffectedRows ?? 0)
+}
+
+/** One staged event read back: its JSON text as the source had it. */
+export interface StagedEvent {
+  json: string
+  /** created_at as the database's text (exact to the microsecond): the keyset position. */
+  created_at: string
+  id: string
+}
+
+/**
+ * The staged events of `days`, oldest first, `batch` at a time (keyset on created_at, id: memory
+ * stays one batch, whatever their number).
+ */
+export async function* stagedEvents(trx: Kysely<Database>, days: readonly string[], batch = 1000): AsyncGenerator<StagedEvent[]> {
+  if (days.length === 0) return
+  let after: {created_at: string; id: string} | undefined
+  for (;;) {
+    const position = after ? sql`AND (created_at, id) > (${after.created_at}::timestamptz, ${after.id})` : sql``
+    const rows = await sql<StagedEvent>`
+      SELECT event_json AS json, created_at::text AS created_at, id FROM audit_staged_events
+      WHERE day = ANY(${[...days]}::date[]) ${position}
+      ORDER BY created_at, id LIMIT ${batch}`.execute(trx)
+    if (rows.rows.length === 0) return
+    yield rows.rows
+    const last = rows.rows.at(-1)!
+    after = {created_at: last.created_at, id: last.id}
+    if (rows.rows.length < batch) return
+  }
+}
+
+/** The digest (see events-digest.ts) over the ids the store holds for `day`. */
+export async function storedDigest(trx: Kysely<Database>, day: string): Promise<{digest: string; count: number}> {
+  const rows = await sql<{id: string}>`SELECT id FROM audit_events WHERE day = ${day}::date`.execute(trx)
+  return {digest: eventsDigest(rows.rows.map((row) => row.id)), count: rows.rows.length}
+}
+
+/**
+ * Records the settle re-read on a day, fenced by the claim token its SUCCESS was recorded under
+ * (a forced rerun or a reset meanwhile changes it): false when the day is no longer that SUCCESS.
+ */
+export async function recordSettled(
+  trx: Kysely<Database>,
+  settled: {day: string; claimToken: string | null; late: number; vanished: number; digest: string},
+): Promise<boolean> {
+  const token = settled.claimToken === null ? sql`claim_token IS NULL` : sql`claim_token = ${settled.claimToken}`
+  const result = await sql`
+    UPDATE audit_events_log
+    SET settled_at = now(), late_events = ${settled.late}, vanished_events = ${settled.vanished}, settled_digest = ${settled.digest},
+        events_count = coalesce(events_count, 0) + ${settled.late}, updated_at = ${NOW_UTC}
+    WHERE process_date = ${settled.day} AND status = 'SUCCESS' AND ${token}`.execute(trx)
+  const recorded = Number(result.numAffectedRows ?? 0) === 1
+  // The late events reach the sinks: the day is delivered again (at least once, as always).
+  if (recorded && settled.late > 0) await queueDayForSinks(trx, settled.day)
+  return recorded
+}
+
+/** Adds events an archive recovered to a SUCCESS day's record, and queues the day for the sinks again. */
+export async function recordRecovered(trx: Kysely<Database>, day: string, recovered: number): Promise<void> {
+  if (recovered === 0) return
+  await sql`
+    UPDATE audit_events_log
+    SET recovered_events = coalesce(recovered_events, 0) + ${recovered}, events_count = coalesce(events_count, 0) + ${recovered}, updated_at = ${NOW_UTC}
+    WHERE process_date = ${day}`.execute(trx)
+  await queueDayForSinks(trx, day)
+}
+
+/**
+ * Claims for the archive the days of `days` that have no record: each gets a SUCCESS record with
+ * source 'archive' (its count and digest set by recordImported once its events are stored); a
+ * day recorded meanwhile by another run is left alone. Returns the days claimed here.
+ */
+export async function claimImportDays(trx: Kysely<Database>, days: readonly string[]): Promise<string[]> {
+  if (days.length === 0) return []
+  const inserted = await sql<{day: string}>`
+    INSERT INTO audit_events_log
+      (process_date, status, events_count, error_message, created_at, updated_at, attempts, claim_token, heartbeat_at, started_at, finished_at, source)
+    SELECT d, 'SUCCESS', 0, NULL, ${NOW_UTC}, ${NOW_UTC}, 0, NULL, now(), now(), now(), 'archive' FROM unnest(${[...days]}::date[]) AS d
+    ON CONFLICT (process_date) DO NOTHING
+    RETURNING process_date::text AS day`.execute(trx)
+  return inserted.rows.map((row) => row.day).sort()
+}
+
+/** Sets an imported day's count and digest from what the store now holds of it, and queues it for the sinks. */
+export async function recordImported(trx: Kysely<Database>, day: string): Promise<number> {
+  const {digest, count} = await storedDigest(trx, day)
+  await sql`UPDATE audit_events_log SET events_count = ${count}, events_digest = ${digest} WHERE process_date = ${day}`.execute(trx)
+  await queueDayForSinks(trx, day)
+  return count
+}
