@@ -3,7 +3,8 @@
  *
  * Runs the fake Heroku audit-trail API with generated events for the last N UTC days, ending
  * yesterday (today is not over: a catch-up would record it partial), for trying audit-logger by
- * hand without a real Enterprise account.
+ * hand without a real Enterprise account. The months of those days have monthly archives, served
+ * from a second port standing in for S3 (pre-signed URLs, no token).
  */
 import {parseArgs} from 'node:util'
 
@@ -18,6 +19,8 @@ const USAGE = `Usage: npm run fake-api -- [options]
   --events-per-day N   events per day (default 25-120, varying by day)
   --page-size N        page size when a request names no max (default 200)
   --seed N             changes every generated event (default 1)
+  --storage-port N     port of the archive storage server (default a free one)
+  --no-archives        serve no monthly archives
   --help               show this text`
 
 /** A non-negative integer flag, or a one-line error and exit code 2. */
@@ -39,6 +42,8 @@ function parse() {
         'events-per-day': {type: 'string'},
         'page-size': {type: 'string'},
         seed: {type: 'string'},
+        'storage-port': {type: 'string'},
+        'no-archives': {type: 'boolean'},
         help: {type: 'boolean', short: 'h'},
       },
       strict: true,
@@ -60,6 +65,7 @@ const dayCount = integerFlag('days', flags.days, 30, 1)
 const perDay = flags['events-per-day'] === undefined ? undefined : integerFlag('events-per-day', flags['events-per-day'], 0)
 const pageSize = integerFlag('page-size', flags['page-size'], 200, 1)
 const seed = integerFlag('seed', flags.seed, 1)
+const storagePort = integerFlag('storage-port', flags['storage-port'], 0)
 
 /** FNV-1a of the day, salted with the seed. */
 function hashDay(day: string, salt: number): number {
@@ -76,8 +82,9 @@ for (const day of days) {
   events[day] = generateEvents(day, count, {seed})
 }
 
-const fake = await startFakeHeroku({port, events, pageSize}).catch((error: NodeJS.ErrnoException) => {
-  console.error(`fake-api: cannot listen on 127.0.0.1:${port}: ${error.code ?? error.message}`)
+const archives = flags['no-archives'] ? 'manual' : 'auto'
+const fake = await startFakeHeroku({port, storagePort, events, pageSize, archives}).catch((error: NodeJS.ErrnoException) => {
+  console.error(`fake-api: cannot listen on 127.0.0.1:${port} and ${storagePort}: ${error.code ?? error.message}`)
   process.exit(2)
 })
 
@@ -86,6 +93,9 @@ console.log(`Fake Heroku API listening on ${fake.url}`)
 console.log(`  ${total} events over ${days[0]}..${days[days.length - 1]} (UTC; today is never served: it is not over)`)
 console.log(`  pages of the size a request asks for (Range max=N; audit-logger asks for 1000), at most 1000; ${pageSize} when it names none`)
 console.log('  accounts: acme, 00000000-0000-4000-8000-000000000001')
+const months = fake.archiveMonths()
+console.log(`Archive storage (pre-signed URLs, no token) on ${fake.storageUrl}`)
+console.log(`  monthly archives: ${months.length > 0 ? months.join(', ') : 'none'} (GET /enterprise-accounts/acme/archives)`)
 console.log('Point audit-logger at it with:')
 console.log(`  HEROKU_API_URL=${fake.url} HEROKU_API_TOKEN=${fake.token} HEROKU_ACCOUNT_ID=acme`)
 console.log('Ctrl-C to stop.')

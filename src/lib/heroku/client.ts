@@ -210,7 +210,7 @@ async function readBody(body: ReadableStream<Uint8Array> | null, maxBytes: numbe
 }
 
 /** 33554432 → "32 MiB", for messages about the byte cap. */
-function formatBytes(bytes: number): string {
+export function formatBytes(bytes: number): string {
   const mib = bytes / (1024 * 1024)
   if (mib >= 1) return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`
   return `${bytes} bytes`
@@ -510,7 +510,8 @@ export function createAuditClient(options: AuditClientOptions): AuditClient {
   return {fetchDay}
 }
 
-function parseErrorBody(text: string): {id?: string; message?: string} {
+/** Heroku's error body: its id and message, when it is JSON that holds them. */
+export function parseErrorBody(text: string): {id?: string; message?: string} {
   try {
     const body = JSON.parse(text) as unknown
     if (typeof body === 'object' && body !== null) {
