@@ -44,3 +44,14 @@ export function renderTable(header: string[], rows: string[][], rightAligned: Re
       .trimEnd()
   return [format(header), ...rows.map(format)]
 }
+
+const JSON_UNESCAPED_CONTROL = /[\u007F-\u009F\u2028\u2029\u202A-\u202E\u2066-\u2069]/g
+
+/**
+ * JSON (indented by two) that parses back to the same value but holds no character that can act
+ * on a terminal: JSON.stringify escapes C0 controls; DEL, C1 controls, the line separators and the
+ * bidirectional controls it leaves raw are written as \u escapes here.
+ */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, null, 2).replaceAll(JSON_UNESCAPED_CONTROL, (char) => `\\u${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`)
+}

@@ -185,7 +185,7 @@ describe('other lines on stderr', () => {
 
   it('db status’s table shows a stored status and error_message escaped, whoever wrote them', () => {
     const report: StatusReport = {
-      records: [{date: DAY, status: `FAIL${HOSTILE}`.slice(0, 20), events: 0, attempts: 1, durationSeconds: 1, error: `boom${HOSTILE}\nFORGED`, updatedAt: null, digest: null}],
+      records: [{date: DAY, status: `FAIL${HOSTILE}`.slice(0, 20), events: 0, attempts: 1, durationSeconds: 1, error: `boom${HOSTILE}\nFORGED`, updatedAt: null, digest: null, settled_at: null, late_events: null, vanished_events: null, recovered_events: null, source: null, settled_digest: null}],
       counts: {[`FAIL${HOSTILE}`.slice(0, 20)]: 1},
       total: 1,
       migrations: {applied: ['m1'], pending: []},
@@ -207,8 +207,29 @@ describe('other lines on stderr', () => {
           stopReason: `HTTP 400: ${HOSTILE}\nFORGED`,
         },
       ],
+      archives: [
+        {
+          month: `2025-06${HOSTILE}`,
+          status: 'mismatch',
+          verified_at: '2025-07-01T03:00:00.000Z',
+          checksum: null,
+          archive_created_at: null,
+          covered_to: null,
+          size: null,
+          archive_events: 1,
+          days_compared: 1,
+          matched: 0,
+          recovered: 0,
+          only_in_store: 1,
+          not_collected: 0,
+          imported_days: 0,
+          imported_events: 0,
+          detail: `only in store: ${HOSTILE}`,
+        },
+      ],
     }
     const table = renderStatusTable(report)
+    expect(table).to.match(/^Archives: 1 month — 0 consistent, 1 mismatch, 0 checksum-failed; latest verified 2025-07-01 03:00 UTC \(2025-06.*\\x1B/m)
     expectControlFree(table, 'db status')
     expect(table).to.include('FAIL\\x1B]0;pwned\\x07')
     expect(table).to.match(/STOPPED since 2025-06-07T00:00:00.000Z: HTTP 400: .*FORGED/)

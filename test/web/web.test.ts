@@ -123,10 +123,10 @@ describe('status page (app.inject against a real database)', () => {
     it('shows the last 90 days with missing days marked, each linking to its day', async () => {
       await seed()
       const html = (await (await app()).inject({url: '/', headers: AUTHORIZED})).body
-      const cells = html.match(/class="day day-[a-z]+ wd-\d" href="\/logs\/\d{4}-\d\d-\d\d"/g) ?? []
+      const cells = html.match(/class="day day-[a-z]+(?: day-[a-z]+)? wd-\d" href="\/logs\/\d{4}-\d\d-\d\d"/g) ?? []
       expect(cells).to.have.length(90)
       expect(html).to.include('85 without a record')
-      expect(html).to.include('class="day day-success wd-5" href="/logs/2025-09-26" title="2025-09-26: SUCCESS"')
+      expect(html).to.include('class="day day-success day-unsettled wd-5" href="/logs/2025-09-26" title="2025-09-26: SUCCESS, not yet settled"')
       expect(html).to.include('href="/logs/2025-09-25" title="2025-09-25: MISSING"')
       expect(html).to.include('title="2025-07-03: MISSING"')
       expect(html).not.to.include('href="/logs/2025-10-01"')

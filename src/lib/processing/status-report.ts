@@ -1,12 +1,14 @@
 import type {Kysely} from 'kysely'
 
 import {DEFAULT_RETENTION_DAYS, MAX_CATCH_UP_DAYS, type SinkConfig, type StoreConfig} from '../config.js'
+import {type ArchiveMonth, listArchiveMonths} from '../db/archive-queries.js'
 import {countByStatus, latestDays} from '../db/audit-log-repository.js'
 import {migrationState} from '../db/migrate.js'
-import type {AuditLogRow, Database} from '../db/schema.js'
+import type {AuditLogRow, Database, DaySource} from '../db/schema.js'
 import {sinkBacklogs} from '../db/sink-queries.js'
 import {type SinkStatus, deliveryStatus, renderDeliveryLines} from '../delivery/delivery-status.js'
 import {STORE_MIGRATION, type StoreReport, renderStoreLines, storeReport} from '../events/store-access.js'
+import {archiveSummaryLine} from './archive-status.js'
 import {shortDigest} from './events-digest.js'
 import {findMissingDays} from './gaps.js'
 import {catchUpWindow} from './plan.js'
@@ -22,6 +24,18 @@ export interface StatusRecord {
   updatedAt: string | null
   /** SUCCESS days: SHA-256 over the day's sorted event ids (see events-digest.ts). */
   digest: string | null
+  /** When the settle re-read finished (ISO); null until then. */
+  settled_at: string | null
+  /** Events the settle re-read found that the first read had not. */
+  late_events: number | null
+  /** Events stored before that the settle re-read no longer got (kept). */
+  vanished_events: number | null
+  /** Events an archive verify found missing and stored. */
+  recovered_events: number | null
+  /** null or 'api': the events API; 'archive': filled by `archives import`. */
+  source: DaySource | null
+  /** The digest over the day's ids after the settle re-read. */
+  settled_digest: string | null
 }
 
 export interface StatusReport {
@@ -37,6 +51,8 @@ export interface StatusReport {
   store: StoreReport
   /** Each sink's backlog (SINK_URL): what waits to be delivered, and when it last got through. */
   delivery: SinkStatus[]
+  /** The months verified against Heroku's monthly archives, newest first (as `archives status --json`). */
+  archives: ArchiveMonth[]
 }
 
 export interface StatusOptions {
@@ -62,7 +78,27 @@ function toRecord(row: AuditLogRow): StatusRecord {
     error: row.error_message,
     updatedAt: row.updated_at?.toISOString() ?? null,
     digest: row.events_digest ?? null,
+    settled_at: row.settled_at?.toISOString() ?? null,
+    late_events: row.late_events ?? null,
+    vanished_events: row.vanished_events ?? null,
+    recovered_events: row.recovered_events ?? null,
+    source: row.source ?? null,
+    settled_digest: row.settled_digest ?? null,
   }
+}
+
+/**
+ * The SETTLED cell: "yes +3" (settled, 3 late events; "-2" when 2 vanished), "archive" (filled by
+ * archives import), "-" (not settled, or not a SUCCESS day); ", rec +N" when an archive verify
+ * recovered N events.
+ */
+export function settleCell(record: Pick<StatusRecord, 'status' | 'settled_at' | 'late_events' | 'vanished_events' | 'recovered_events' | 'source'>): string {
+  let cell = '-'
+  if (record.status !== 'SUCCESS') return cell
+  if (record.source === 'archive') cell = 'archive'
+  else if (record.settled_at) cell = `yes +${record.late_events ?? 0}${record.vanished_events ? ` -${record.vanished_events}` : ''}`
+  if (record.recovered_events) cell = cell === '-' ? `rec +${record.recovered_events}` : `${cell}, rec +${record.recovered_events}`
+  return cell
 }
 
 /**
@@ -78,10 +114,16 @@ export async function statusReport(db: Kysely<Database>, limit: number, options:
     pending: state.filter((m) => !m.executedAt).map((m) => m.name),
   }
   const store = await storeReport(db, options.store ?? {enabled: true, retentionDays: DEFAULT_RETENTION_DAYS}, migrations.applied.includes(STORE_MIGRATION))
-  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations, window, missing: [], store, delivery: []}
-  const [rows, counts, missing, backlogs] = await Promise.all([latestDays(db, limit), countByStatus(db), findMissingDays(db, window), sinkBacklogs(db)])
+  if (migrations.pending.length > 0) return {records: [], counts: {}, total: 0, migrations, window, missing: [], store, delivery: [], archives: []}
+  const [rows, counts, missing, backlogs, archives] = await Promise.all([
+    latestDays(db, limit),
+    countByStatus(db),
+    findMissingDays(db, window),
+    sinkBacklogs(db),
+    listArchiveMonths(db),
+  ])
   const total = Object.values(counts).reduce((sum, n) => sum + n, 0)
-  return {records: rows.map(toRecord), counts, total, migrations, window, missing, store, delivery: deliveryStatus(backlogs, options.sink, store.events)}
+  return {records: rows.map(toRecord), counts, total, migrations, window, missing, store, delivery: deliveryStatus(backlogs, options.sink, store.events), archives}
 }
 
 /** Consecutive days folded into runs: 2025-09-01..2025-09-07 (7 days), 2025-09-10. */
@@ -117,7 +159,7 @@ export function renderStatusTable(report: StatusReport): string {
     lines.push('No records yet: run `audit-logger process` to fetch yesterday.')
   } else {
     lines.push(`Latest ${report.records.length} of ${report.total} records:`)
-    const header = ['DATE', 'STATUS', 'EVENTS', 'ATTEMPTS', 'DURATION', 'DIGEST', 'ERROR']
+    const header = ['DATE', 'STATUS', 'EVENTS', 'ATTEMPTS', 'DURATION', 'DIGEST', 'SETTLED', 'ERROR']
     // Every stored text is shown escaped: another tool (or an older version) may have written anything.
     const rows = report.records.map((r) => [
       r.date,
@@ -126,9 +168,13 @@ export function renderStatusTable(report: StatusReport): string {
       String(r.attempts),
       r.durationSeconds === null ? '-' : `${r.durationSeconds.toFixed(1)} s`,
       shortDigest(r.digest),
+      settleCell(r),
       oneLine(r.error, 80),
     ])
     lines.push(...renderTable(header, rows, new Set([2, 3, 4])))
+    if (report.records.some((r) => r.status === 'SUCCESS')) {
+      lines.push('SETTLED: yes +late -vanished after the settle re-read; archive: filled by archives import; rec +N: recovered by archives verify.')
+    }
   }
 
   const counts = Object.entries(report.counts).map(([status, n]) => `${escapeControls(status)} ${n}`)
@@ -142,6 +188,7 @@ export function renderStatusTable(report: StatusReport): string {
   )
   lines.push(...renderStoreLines(report.store, storeCreated))
   lines.push(...renderDeliveryLines(report.delivery))
+  lines.push(archiveSummaryLine(report.archives))
   const latest = report.migrations.applied.at(-1)
   lines.push(`Migrations: ${report.migrations.applied.length} applied, none pending${latest ? ` (latest ${latest})` : ''}`)
   return `${lines.join('\n')}\n`

@@ -2,6 +2,7 @@ import type {FastifyInstance} from 'fastify'
 import type {Kysely} from 'kysely'
 
 import {yesterdayUtc} from '../dates.js'
+import {listArchiveMonths} from '../db/archive-queries.js'
 import {findDay} from '../db/audit-log-repository.js'
 import {type LogFilter, listLogs, summarizeLogs} from '../db/log-queries.js'
 import type {Database} from '../db/schema.js'
@@ -43,6 +44,10 @@ export function registerApiRoutes(app: FastifyInstance, context: RouteContext): 
     const sinks = deliveryStatus(await sinkBacklogs(db), undefined, 0).map(({configured: _configured, ...sink}) => sink)
     return {sinks}
   })
+
+  // The months checked against Heroku's monthly archives, newest first (as `archives status --json`). Read
+  // fresh: audit_archives is written without notifying the change feed. Not personal data: the log's rules.
+  app.get('/api/archives', async () => ({months: await listArchiveMonths(db)}))
 
   // No auth and no secrets: for uptime monitors and the router. Cheap under any load (see createHealthCheck).
   const health = createHealthCheck({

@@ -110,6 +110,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         summary: 'partials/summary.hbs',
         delivery: 'partials/delivery.hbs',
         calendar: 'partials/calendar.hbs',
+        months: 'partials/months.hbs',
         'event-filters': 'partials/event-filters.hbs',
       },
     },

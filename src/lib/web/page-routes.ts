@@ -1,8 +1,9 @@
 import type {FastifyInstance} from 'fastify'
 import type {Kysely} from 'kysely'
 
+import {type ArchiveMonth, calendarDaysBetween, findArchiveMonth, listArchiveMonths} from '../db/archive-queries.js'
 import {findDay} from '../db/audit-log-repository.js'
-import {type LogFilter, deleteDays, findDays, listLogs, statusesBetween, summarizeLogs} from '../db/log-queries.js'
+import {type LogFilter, deleteDays, findDays, listLogs, summarizeLogs} from '../db/log-queries.js'
 import {type Database, STATUSES} from '../db/schema.js'
 import {type SinkBacklog, sinkBacklogs} from '../db/sink-queries.js'
 import type {RouteContext} from './app.js'
@@ -18,6 +19,9 @@ import {
   formatDuration,
   formatUtc,
   logQuery,
+  monthView,
+  monthsStrip,
+  provenanceLines,
   summaryView,
   toRecordView,
 } from './view-model.js'
@@ -39,6 +43,8 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
   const readOnly = context.csrf === undefined
   // Deliveries do not go through the change feed: their backlog is read at most every few seconds.
   const recentBacklogs = backlogsEvery(db, 5000)
+  // Nor do archive checks (audit_archives has no change trigger): read at most every few seconds too.
+  const recentArchives = latestEvery(() => listArchiveMonths(db), 5000)
 
   app.get<{Querystring: LogQuery}>('/', {schema: {querystring: logQuerySchema}}, async (request, reply) => {
     const query = request.query
@@ -47,8 +53,10 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
     // Everything from the database, already shaped for the template; the clock matters only
     // through which days the calendar shows.
     const log = await context.reads.get(cacheKey('log view', filter, query.page, query.size, calendarRange(now)), () => loadLogView(db, filter, query, now))
-    const delivery = deliveryView(await recentBacklogs())
-    return reply.viewAsync('pages/index.hbs', {...log, delivery, title: 'Audit log processing', readOnly, notice: noticeFrom(query), version: context.version})
+    const [backlogs, archives] = await Promise.all([recentBacklogs(), recentArchives()])
+    const delivery = deliveryView(backlogs)
+    const months = monthsStrip(archives, now)
+    return reply.viewAsync('pages/index.hbs', {...log, delivery, months, title: 'Audit log processing', readOnly, notice: noticeFrom(query), version: context.version})
   })
 
   app.get<{Params: {date: string}}>(
@@ -64,17 +72,28 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
       }
 
       const record = toRecordView(row)
+      const month = date.slice(0, 7)
       return reply.viewAsync('pages/day.hbs', {
         title: date,
         date,
         readOnly,
         record,
+        provenance: provenanceLines(record),
+        settledText: record.settled_at ? formatUtc(record.settled_at) : undefined,
+        settledDigest: record.settled_digest && record.settled_digest !== record.digest ? record.settled_digest : undefined,
+        month: monthView(month, await findArchiveMonth(db, month)),
         durationText: formatDuration(record.durationSeconds),
         columns: allColumns(row),
         eventsHref: `/events${eventsQuery({from: date, to: date})}`,
       })
     },
   )
+
+  // Every month checked against Heroku's archives (not personal data: the processing log's rules). Read fresh.
+  app.get('/archives', async (_request, reply) => {
+    const months = (await listArchiveMonths(db)).map((archive: ArchiveMonth) => archiveRowView(archive))
+    return reply.viewAsync('pages/archives.hbs', {title: 'Monthly archives', months})
+  })
 
   // Step 1 (changes nothing): show exactly what would go, with the token the POST needs.
   app.get<{Querystring: {date: string[]}}>('/delete', {schema: {querystring: deleteSelectionSchema}}, async (request, reply) => {
@@ -131,10 +150,10 @@ export function registerPageRoutes(app: FastifyInstance, context: RouteContext):
 async function loadLogView(db: Kysely<Database>, filter: LogFilter, query: LogQuery, now: Date) {
   const range = calendarRange(now)
   const offset = (query.page - 1) * query.size
-  const [page, summary, calendarStatuses] = await Promise.all([
+  const [page, summary, calendarDays] = await Promise.all([
     listLogs(db, filter, {offset, limit: query.size}),
     summarizeLogs(db, filter),
-    statusesBetween(db, range.from, range.to),
+    calendarDaysBetween(db, range.from, range.to),
   ])
   const pages = Math.max(1, Math.ceil(page.total / query.size))
   const records = page.rows.map((row) => {
@@ -162,12 +181,26 @@ async function loadLogView(db: Kysely<Database>, filter: LogFilter, query: LogQu
     },
     apiLink: `/api/logs${logQuery(filter, {page: query.page, size: query.size})}`,
     summary: summaryView(summary),
-    calendar: calendarView(range, calendarCells(calendarStatuses, now)),
+    calendar: calendarView(range, calendarCells(calendarDays, now)),
   }
 }
 
 function calendarView(range: {from: string; to: string}, cells: CalendarCell[]) {
-  return {...range, cells, missing: cells.filter((cell) => cell.status === 'MISSING').length}
+  return {
+    ...range,
+    cells,
+    missing: cells.filter((cell) => cell.status === 'MISSING').length,
+    unsettled: cells.filter((cell) => cell.settle === 'unsettled').length,
+  }
+}
+
+/** A month of the archives page: its check, and its counts and times as shown. */
+function archiveRowView(archive: ArchiveMonth) {
+  return {
+    ...monthView(archive.month, archive),
+    createdText: archive.archive_created_at ? formatUtc(archive.archive_created_at) : '—',
+    detailShort: archive.detail ? oneLine(archive.detail, 300) : undefined,
+  }
 }
 
 function readOnlyError(): HttpError {
@@ -181,6 +214,23 @@ function noticeFrom(query: LogQuery): string | undefined {
   if (query.kept) parts.push(`Kept ${query.kept} record${query.kept === 1 ? '' : 's'} still being processed by a live run (tick "delete anyway" to force).`)
   if (query.missing) parts.push(`${query.missing} had no record.`)
   return parts.join(' ')
+}
+
+/** `load()`'s value, read again once `maxAgeMs` old (one read shared by concurrent requests; a failed read is not kept). */
+export function latestEvery<T>(load: () => Promise<T>, maxAgeMs: number): () => Promise<T> {
+  let latest: {at: number; value: Promise<T>} | undefined
+  return () => {
+    const now = Date.now()
+    if (!latest || now - latest.at > maxAgeMs) {
+      const value = load()
+      latest = {at: now, value}
+      value.catch(() => {
+        if (latest?.value === value) latest = undefined
+      })
+    }
+
+    return latest.value
+  }
 }
 
 /** The sinks' backlogs, read again once `maxAgeMs` old (one read shared by concurrent requests). */

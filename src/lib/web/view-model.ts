@@ -1,7 +1,8 @@
 import {addDays, isoWeekday, yesterdayUtc} from '../dates.js'
 
+import type {ArchiveMonth, CalendarDay} from '../db/archive-queries.js'
 import type {LogFilter, LogSummary} from '../db/log-queries.js'
-import type {AuditLogRow, ProcessStatus} from '../db/schema.js'
+import {ARCHIVE_STATUSES, type AuditLogRow, type DaySource, type ProcessStatus} from '../db/schema.js'
 
 /** A record as the page and the JSON API show it: UTC ISO times, a duration, nothing derived twice. */
 export interface RecordView {
@@ -19,6 +20,15 @@ export interface RecordView {
   claimToken: string | null
   /** SHA-256 over the day's sorted event ids, for a SUCCESS day. */
   digest: string | null
+  // The completeness columns, named as in the table (and as db status --json names them).
+  /** When the settle re-read finished; null until then. */
+  settled_at: string | null
+  late_events: number | null
+  vanished_events: number | null
+  recovered_events: number | null
+  /** null or 'api': the events API; 'archive': filled by `archives import`. */
+  source: DaySource | null
+  settled_digest: string | null
 }
 
 const iso = (value: Date | null | undefined) => (value ? value.toISOString() : null)
@@ -38,6 +48,12 @@ export function toRecordView(row: AuditLogRow): RecordView {
     finishedAt: iso(row.finished_at),
     claimToken: row.claim_token,
     digest: row.events_digest,
+    settled_at: iso(row.settled_at),
+    late_events: row.late_events ?? null,
+    vanished_events: row.vanished_events ?? null,
+    recovered_events: row.recovered_events ?? null,
+    source: row.source ?? null,
+    settled_digest: row.settled_digest ?? null,
   }
 }
 
@@ -71,14 +87,23 @@ export interface CalendarCell {
   status: ProcessStatus | 'MISSING'
   /** 1 = Monday … 7 = Sunday, for the grid's rows. */
   weekday: number
+  /** SUCCESS days: settled (re-read), unsettled (read once so far) or archive (filled from the archive). */
+  settle?: 'settled' | 'unsettled' | 'archive'
+  /** What the cell's title and label say, in words (the colour is never the only sign). */
+  label: string
 }
 
+const SETTLE_WORDS = {settled: 'settled', unsettled: 'not yet settled', archive: 'from the archive'} as const
+
 /** The last `days` UTC days up to yesterday, oldest first, with days that have no record as MISSING. */
-export function calendarCells(statuses: Map<string, ProcessStatus>, now: Date, days = 90): CalendarCell[] {
-  const {from} = calendarRange(now, days)
-  return Array.from({length: days}, (_, i) => {
+export function calendarCells(days: Map<string, CalendarDay>, now: Date, count = 90): CalendarCell[] {
+  const {from} = calendarRange(now, count)
+  return Array.from({length: count}, (_, i) => {
     const day = addDays(from, i)
-    return {day, status: statuses.get(day) ?? 'MISSING', weekday: isoWeekday(day)}
+    const found = days.get(day)
+    const status = found?.status ?? 'MISSING'
+    const settle = found?.status === 'SUCCESS' ? (found.source === 'archive' ? 'archive' : found.settled ? 'settled' : 'unsettled') : undefined
+    return {day, status, weekday: isoWeekday(day), settle, label: settle ? `${status}, ${SETTLE_WORDS[settle]}` : status}
   })
 }
 
@@ -105,4 +130,71 @@ export function summaryView(summary: LogSummary) {
     failureRateText: formatPercent(summary.failureRate),
     averageText: summary.averageEventsPerSuccess === null ? '—' : summary.averageEventsPerSuccess.toFixed(1),
   }
+}
+
+/** Where a day's events came from, and what the checks since found, as sentences for the day page. */
+export function provenanceLines(record: RecordView): string[] {
+  const lines: string[] = []
+  if (record.source === 'archive') lines.push("Filled from Heroku's monthly archive (archives import), without events-API requests.")
+  else lines.push('Collected from the events API.')
+  if (record.status === 'SUCCESS' && record.source !== 'archive') {
+    if (record.settled_at) {
+      const late = record.late_events ?? 0
+      const vanished = record.vanished_events ?? 0
+      lines.push(
+        `Settled ${formatUtc(record.settled_at)}: the re-read found +${late} late event${late === 1 ? '' : 's'} (stored) and ${vanished} vanished ` +
+          '(stored before, no longer served; kept).',
+      )
+    } else {
+      lines.push('Not settled yet: read once so far; process --catch-up reads it again once SETTLE_HOURS have passed.')
+    }
+  }
+
+  if (record.recovered_events) {
+    lines.push(`${record.recovered_events} event${record.recovered_events === 1 ? '' : 's'} recovered from the archive (archives verify).`)
+  }
+
+  return lines
+}
+
+/** What a month's archive check looks like on the page: a class from a known status only, and words. */
+export interface MonthView {
+  month: string
+  /** consistent, mismatch, checksum-failed, not-verified, or unknown (a status this version does not know). */
+  state: string
+  /** The state in words, shown next to the colour. */
+  word: string
+  verifiedText?: string
+  detail?: string | null
+  archive?: ArchiveMonth
+}
+
+const MONTH_WORDS: Record<string, string> = {'consistent': 'consistent', 'mismatch': 'mismatch', 'checksum-failed': 'checksum failed', 'not-verified': 'not verified'}
+
+export function monthView(month: string, archive: ArchiveMonth | undefined): MonthView {
+  if (!archive) return {month, state: 'not-verified', word: MONTH_WORDS['not-verified']}
+  const known = (ARCHIVE_STATUSES as readonly string[]).includes(archive.status)
+  return {
+    month,
+    state: known ? archive.status : 'unknown',
+    word: known ? MONTH_WORDS[archive.status] : archive.status,
+    verifiedText: formatUtc(archive.verified_at),
+    detail: archive.detail,
+    archive,
+  }
+}
+
+/** The `count` months up to yesterday's (UTC), oldest first: YYYY-MM. */
+export function recentMonths(now: Date, count = 12): string[] {
+  const [year, month] = yesterdayUtc(now).split('-').map(Number)
+  return Array.from({length: count}, (_, i) => {
+    const index = year * 12 + (month - 1) - (count - 1 - i)
+    return `${String(Math.floor(index / 12)).padStart(4, '0')}-${String((index % 12) + 1).padStart(2, '0')}`
+  })
+}
+
+/** The log page's months strip: the recent months, each with its archive check or "not verified". */
+export function monthsStrip(months: readonly ArchiveMonth[], now: Date, count = 12): MonthView[] {
+  const byMonth = new Map(months.map((m) => [m.month, m]))
+  return recentMonths(now, count).map((month) => monthView(month, byMonth.get(month)))
 }
