@@ -7,7 +7,7 @@ import {BaseCommand} from '../base-command.js'
 import {type FinishedDay, dayStatuses, flushAlerts, raiseDayAlerts, raiseYesterdayAlert} from '../lib/alerts/alerts.js'
 import {type AlertWebhook, type AlertsConfig, DEFAULT_CATCH_UP_DAYS, DEFAULT_RATE_LIMIT_RESERVE, MAX_CATCH_UP_DAYS, MAX_STALE_AFTER_MINUTES, type HerokuConfig} from '../lib/config.js'
 import type {Database, ProcessStatus} from '../lib/db/schema.js'
-import {parseProcessableDay, parseProcessableRange, yesterdayUtc} from '../lib/dates.js'
+import {parseProcessableDay, parseProcessableRange, todayUtc, yesterdayUtc} from '../lib/dates.js'
 import {runDelivery} from '../lib/delivery/run-delivery.js'
 import {EXIT, UsageError} from '../lib/errors.js'
 import {type AuditClient, DEFAULTS as CLIENT_DEFAULTS, createAuditClient} from '../lib/heroku/client.js'
@@ -24,7 +24,7 @@ import {createProgress} from '../lib/processing/progress.js'
 import {type RerunFlags, rerunCommand} from '../lib/processing/rerun.js'
 import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
 import {safeErrorMessage} from '../lib/secrets.js'
-import {type MonthsRun, monthsToVerify, runArchiveMonths} from '../lib/completeness/archive-months.js'
+import {type MonthsRun, monthsNeverChecked, monthsToVerify, runArchiveMonths} from '../lib/completeness/archive-months.js'
 import {type SettleRun, daysToSettle, raiseCompletenessAlerts, settleDays} from '../lib/completeness/catch-up.js'
 import {settleLine} from '../lib/completeness/settle-day.js'
 import {createArchiveClient} from '../lib/heroku/archives.js'
@@ -199,7 +199,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       }
       // Every month the range needs is made before any day holds the table (see ensurePartitions).
       if (store) await ensurePartitions(db, plan.attempt).catch((error: unknown) => this.logger.warn(`event store: ${safeErrorMessage(error)}; each day tries again`))
-      const ranged = {...run, store, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags, settleHours: settings.store.settleHours, webhook: settings.alerts.webhook}
+      const ranged = {...run, store, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags, settleHours: settings.store.settleHours, checkArchives: settings.store.catchUpArchives !== false, webhook: settings.alerts.webhook}
       return await this.runRange(db, heroku, plan, ranged, cancel.signal)
     } finally {
       // The run's alerts are recorded even after a signal (one quick insert): a day a signal
@@ -325,6 +325,7 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       quiet: boolean
       rerunFlags: Pick<RerunFlags, 'force' | 'format' | 'outputDir' | 'staleAfterMinutes' | 'verbose'>
       settleHours?: number
+      checkArchives?: boolean
       webhook?: AlertWebhook
     },
     signal: AbortSignal,
@@ -381,14 +382,14 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
 
   /**
    * After a catch-up's days: the settle re-reads of its window (SETTLE_HOURS), then the archives
-   * of months now over that have not been checked (at most MAX_CATCH_UP_MONTHS a run), all under
-   * the rate budget. False when a re-read or a month failed, or a month does not match its archive.
+   * of months now over that were never checked (CATCH_UP_ARCHIVES; at most MAX_CATCH_UP_MONTHS a
+   * run; `archives verify` also rechecks a month whose file changed), all under the rate budget. False when a re-read or a month failed, or a month does not match its archive.
    */
   private async completeness(
     db: Kysely<Database>,
     heroku: HerokuConfig,
     plan: Plan,
-    run: {format: OutputFormat; storeFrom?: string; linesPerSecond: number; store: EventStore; reserve?: number; settleHours?: number; webhook?: AlertWebhook},
+    run: {format: OutputFormat; storeFrom?: string; linesPerSecond: number; store: EventStore; reserve?: number; settleHours?: number; checkArchives?: boolean; webhook?: AlertWebhook},
     rateLimitRemaining: number | undefined,
     signal: AbortSignal,
   ): Promise<boolean> {
@@ -420,10 +421,12 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
 
     let months: MonthsRun | undefined
     const budgetLeft = reserve === 0 || remaining === undefined || remaining >= reserve
-    if (!signal.aborted && budgetLeft && settled?.stopped === undefined) {
+    if (run.checkArchives && !signal.aborted && budgetLeft && settled?.stopped === undefined) {
       try {
+        const unchecked = await monthsNeverChecked(db, {currentMonth: todayUtc().slice(0, 7), storeFrom: run.storeFrom})
         const archives = createArchiveClient({...heroku, userAgent: `audit-logger/${this.config.version}`})
-        const due = (await monthsToVerify(db, await archives.listArchives(signal), {storeFrom: run.storeFrom, wholeMonthsOnly: true})).slice(0, MAX_CATCH_UP_MONTHS)
+        const listed = unchecked.length > 0 ? await archives.listArchives(signal) : []
+        const due = (await monthsToVerify(db, listed, {storeFrom: run.storeFrom, wholeMonthsOnly: true})).filter((info) => unchecked.includes(info.month)).slice(0, MAX_CATCH_UP_MONTHS)
         if (due.length > 0) {
           log.info(`checking ${due.length} month(s) against Heroku's archives: ${due.map((info) => info.month).join(', ')}`)
           months = await runArchiveMonths({db, store: run.store, archives, output: process.stdout, logger: log}, due.map((info) => ({month: info.month})), {

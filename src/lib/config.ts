@@ -91,6 +91,8 @@ export interface StoreConfig {
   retentionDays: number
   /** SETTLE_HOURS: a SUCCESS day is read once more this many hours after it was collected; undefined = off. */
   settleHours?: number
+  /** CATCH_UP_ARCHIVES: process --catch-up checks months now over against Heroku's archives (default on). */
+  catchUpArchives?: boolean
 }
 
 export const DEFAULT_RETENTION_DAYS = 365
@@ -430,8 +432,11 @@ function readStore(env: Env): StoreConfig {
   if (!['on', 'off'].includes(value)) throw new UsageError(`EVENT_STORE must be on or off (got "${value}")`, 'unset it to keep every event (on)')
   const settle = read(env, 'SETTLE_HOURS')
   const settleHours = settle?.toLowerCase() === 'off' ? undefined : (readInteger(env, 'SETTLE_HOURS', 0, MAX_SETTLE_HOURS) ?? DEFAULT_SETTLE_HOURS)
+  const archives = (read(env, 'CATCH_UP_ARCHIVES') ?? 'on').toLowerCase()
+  if (!['on', 'off'].includes(archives)) throw new UsageError(`CATCH_UP_ARCHIVES must be on or off (got "${archives}")`, 'unset it to have catch-up check months against their archives (on)')
   return {
     enabled: value === 'on',
+    catchUpArchives: archives === 'on',
     retentionDays: readInteger(env, 'EVENT_RETENTION_DAYS', 1, MAX_RETENTION_DAYS) ?? DEFAULT_RETENTION_DAYS,
     ...(settleHours === undefined ? {} : {settleHours}),
   }

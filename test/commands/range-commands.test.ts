@@ -46,6 +46,9 @@ describeOnEngines('process over many days (through oclif)', (engine) => {
     CATCH_UP_DAYS: undefined,
     RATE_LIMIT_RESERVE: undefined,
     OUTPUT_DIR: undefined,
+    // These tests are about the days; settle and the archives have suites of their own (test/completeness).
+    SETTLE_HOURS: 'off',
+    CATCH_UP_ARCHIVES: 'off',
   }))
 
   describe('usage errors: exit 2, nothing claimed, nothing fetched', () => {

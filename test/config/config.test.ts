@@ -24,8 +24,11 @@ describe('configuration', () => {
   })
 
   it('keeps every event by default for 365 days; EVENT_STORE=off and EVENT_RETENTION_DAYS change that, and bad values are one line', () => {
-    expect(loadConfig(base).store).to.deep.equal({enabled: true, retentionDays: 365})
-    expect(loadConfig({...base, EVENT_STORE: 'OFF', EVENT_RETENTION_DAYS: '30'}).store).to.deep.equal({enabled: false, retentionDays: 30})
+    expect(loadConfig(base).store).to.deep.equal({enabled: true, catchUpArchives: true, retentionDays: 365, settleHours: 24})
+    expect(loadConfig({...base, EVENT_STORE: 'OFF', EVENT_RETENTION_DAYS: '30', SETTLE_HOURS: 'off', CATCH_UP_ARCHIVES: 'off'}).store).to.deep.equal({enabled: false, catchUpArchives: false, retentionDays: 30})
+    expect(loadConfig({...base, SETTLE_HOURS: '0'}).store.settleHours).to.equal(0)
+    expect(usageErrorOf(() => loadConfig({...base, SETTLE_HOURS: '169'})).message).to.equal('SETTLE_HOURS "169" is not a whole number from 0 to 168')
+    expect(usageErrorOf(() => loadConfig({...base, CATCH_UP_ARCHIVES: 'maybe'})).message).to.equal('CATCH_UP_ARCHIVES must be on or off (got "maybe")')
     expect(usageErrorOf(() => loadConfig({...base, EVENT_STORE: 'maybe'})).message).to.equal('EVENT_STORE must be on or off (got "maybe")')
     for (const days of ['0', '3651', '1.5', 'a year']) {
       expect(usageErrorOf(() => loadConfig({...base, EVENT_RETENTION_DAYS: days})).message).to.equal(`EVENT_RETENTION_DAYS "${days}" is not a whole number from 1 to 3650`)

@@ -38,6 +38,20 @@ export async function monthsToVerify(db: Kysely<Database>, listed: readonly Arch
     .toSorted((a, b) => (a.month < b.month ? -1 : a.month > b.month ? 1 : 0))
 }
 
+/**
+ * Months that are over (before `currentMonth`), hold a stored SUCCESS day, and were never
+ * checked (or only failed their checksum): catch-up asks Heroku for its archives only then, so a
+ * run with nothing due costs no request.
+ */
+export async function monthsNeverChecked(db: Kysely<Database>, options: {currentMonth: string; storeFrom?: string}): Promise<string[]> {
+  const rows = await sql<{month: string}>`
+    SELECT DISTINCT to_char(l.process_date, 'YYYY-MM') AS month FROM audit_events_log l
+    WHERE l.status = 'SUCCESS' AND l.process_date >= ${options.storeFrom ?? '0001-01-01'}::date AND l.process_date < ${`${options.currentMonth}-01`}::date
+      AND NOT EXISTS (SELECT 1 FROM audit_archives a WHERE a.month = to_char(l.process_date, 'YYYY-MM') AND a.status <> 'checksum-failed')
+    ORDER BY month`.execute(db)
+  return rows.rows.map((row) => row.month)
+}
+
 export interface MonthsRun {
   results: MonthResult[]
   /** 0 every month consistent (or had no archive to check); 1 a mismatch remains, a checksum failed or a month could not be checked. */
