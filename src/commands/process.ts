@@ -25,7 +25,7 @@ import {type RerunFlags, rerunCommand} from '../lib/processing/rerun.js'
 import {type RangeResult, renderRangeSummary, runRange} from '../lib/processing/run-range.js'
 import {safeErrorMessage} from '../lib/secrets.js'
 import {type MonthsRun, monthsNeverChecked, monthsToVerify, runArchiveMonths} from '../lib/completeness/archive-months.js'
-import {type SettleRun, daysToSettle, raiseCompletenessAlerts, settleDays} from '../lib/completeness/catch-up.js'
+import {type SettleRun, daysToSettle, raiseCompletenessAlerts, renderCompletenessPlan, settleDays} from '../lib/completeness/catch-up.js'
 import {settleLine} from '../lib/completeness/settle-day.js'
 import {createArchiveClient} from '../lib/heroku/archives.js'
 
@@ -153,9 +153,21 @@ Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a l
       // Reads only, in a read-only transaction: no migration, no claim, no API request, and no
       // embedded database created where there was none.
       const db = await this.openDb({createMissing: false})
-      const plan = await db.transaction().setAccessMode('read only').execute((trx) => planDays(trx, planOptions))
-      process.stdout.write(renderPlan(plan))
-      return plan
+      const storeFrom = firstKeptDay(settings.store.retentionDays)
+      const plan = await db
+        .transaction()
+        .setAccessMode('read only')
+        .execute(async (trx) => {
+          const planned = await planDays(trx, planOptions)
+          // What the catch-up does after its days, when the table can tell (every migration applied).
+          if (planned.mode !== 'catch-up' || !planned.stateKnown || !settings.store.enabled) return {planned, after: ''}
+          const {settleHours} = settings.store
+          const settle = settleHours === undefined ? undefined : {hours: settleHours, days: await daysToSettle(trx, {from: planned.from, to: planned.to, settleHours, storeFrom})}
+          const months = settings.store.catchUpArchives === false ? undefined : await monthsNeverChecked(trx, {currentMonth: todayUtc().slice(0, 7), storeFrom})
+          return {planned, after: renderCompletenessPlan({settle, months})}
+        })
+      process.stdout.write(renderPlan(plan.planned) + plan.after)
+      return plan.planned
     }
 
     const outputDir = flags['output-dir'] ?? settings.processing?.outputDir

@@ -129,6 +129,29 @@ describeOnEngines('archives: a month checked against its archive', (engine) => {
     expect(await db.selectFrom('audit_archives').selectAll().execute()).to.deep.equal([])
   })
 
+  it('changes nothing when the archive holds an event it cannot keep, and says which', async () => {
+    await collect('2025-09-01')
+    const {id: _, ...withoutId} = generateEvents('2025-09-02', 1, {seed: 60})[0]
+    fake.setArchive(MONTH, {addEvents: [withoutId as AuditEvent, {...generateEvents('2025-09-01', 1, {seed: 61})[0], id: 'would-be-recovered'}]})
+    const result = await check({fill: true}).done
+    expect(result.outcome).to.equal('failed')
+    expect(result.message).to.match(/no usable id.*nothing was changed/)
+    expect(await findEvent(db, 'would-be-recovered')).to.equal(undefined)
+    expect(await findDay(db, '2025-09-03')).to.equal(undefined)
+  })
+
+  it('writes a hostile archive-only event on stdout with its control characters escaped', async () => {
+    await collect('2025-09-01')
+    const hostile = {...generateEvents('2025-09-01', 1, {seed: 62})[0], id: 'hostile-0001', app: {id: 'x', name: '\u001b]0;pwned\u0007<script>\r\nFORGED'}}
+    fake.setArchive(MONTH, {addEvents: [hostile]})
+    const {output, done} = check({format: 'text'})
+    expect((await done).recovered).to.equal(1)
+    expect(output.lines()).to.have.length(1)
+    // eslint-disable-next-line no-control-regex
+    expect(output.text).to.not.match(/[\u0000-\u0009\u000B-\u001F\u007F]/)
+    expect((await findEvent(db, 'hostile-0001'))?.event_json, 'stored as the archive has it').to.equal(JSON.stringify(hostile))
+  })
+
   it('imports the days without a record from the archive alone, without one events-API call', async () => {
     await collect('2025-09-02')
     fake.reset()

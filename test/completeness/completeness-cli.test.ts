@@ -49,6 +49,7 @@ describeOnEngines('completeness through the commands (in-process)', (engine) => 
     SETTLE_HOURS: undefined,
     CATCH_UP_ARCHIVES: 'off',
     RATE_LIMIT_RESERVE: undefined,
+    ALERT_WEBHOOK_URL: undefined,
   }))
 
   // The fake keeps its events and archives from test to test: each starts from September's defaults.
@@ -81,12 +82,14 @@ describeOnEngines('completeness through the commands (in-process)', (engine) => 
       const late = generateEvents(day, 1, {seed: 42})[0]
       fake.setEvents(day, [...first, late])
       fake.reset()
+      process.env.ALERT_WEBHOOK_URL = 'http://127.0.0.1:1/hooks/down'
 
       const {stdout, stderr, error} = await catchUp('--days', '2')
       expect(error, stderr).to.equal(undefined)
       expect(stderr).to.match(/settling 1 day\(s\)/)
       expect(stdout.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as AuditEvent).id)).to.deep.equal([late.id])
       expect(await findDay(db, day)).to.include({late_events: 1, vanished_events: 0, events_count: 13})
+      expect((await db.selectFrom('audit_alerts').select('key').execute()).map((alert) => alert.key)).to.deep.equal([`late-events:${day}:1`])
       expect(fake.requests.map((request) => request.day)).to.deep.equal([day])
 
       fake.reset()
@@ -109,6 +112,23 @@ describeOnEngines('completeness through the commands (in-process)', (engine) => 
     })
   })
 
+  describe('process --catch-up --dry-run', () => {
+    it('says which days it would settle and which months it would check, asking the API nothing', async () => {
+      const day = yesterdayUtc()
+      await collect(OLD_DAY, generateEvents(OLD_DAY, 2))
+      await collect(day, generateEvents(day, 2))
+      await sql`UPDATE audit_events_log SET finished_at = now() - interval '30 hours'`.execute(db)
+      process.env.CATCH_UP_ARCHIVES = 'on'
+      fake.reset()
+      const {stdout, error} = await catchUp('--days', '1', '--dry-run')
+      expect(error).to.equal(undefined)
+      expect(stdout).to.include(`Settle (SETTLE_HOURS=24): 1 day(s) would be read once more: ${day}`)
+      expect(stdout).to.match(/Archives: 2025-09(, \d{4}-\d{2})* would be checked/)
+      expect(fake.requests).to.deep.equal([])
+      expect((await findDay(db, day))?.settled_at).to.equal(null)
+    })
+  })
+
   describe('process --catch-up: months now over', () => {
     it('checks a month that is over and was never checked, once; a mismatch exits 1', async () => {
       const events = generateEvents(OLD_DAY, 20)
@@ -116,6 +136,7 @@ describeOnEngines('completeness through the commands (in-process)', (engine) => 
       await collect(yesterdayUtc(), [])
       process.env.CATCH_UP_ARCHIVES = 'on'
       process.env.SETTLE_HOURS = 'off'
+      process.env.ALERT_WEBHOOK_URL = 'http://127.0.0.1:1/hooks/down'
       fake.setArchive('2025-09', {omitIds: [events[0].id]})
       const {stderr, error} = await catchUp('--days', '1')
       expect(error?.oclif?.exit, stderr).to.equal(1)
@@ -123,6 +144,10 @@ describeOnEngines('completeness through the commands (in-process)', (engine) => 
       expect(stderr).to.include(events[0].id)
       const row = await db.selectFrom('audit_archives').selectAll().executeTakeFirstOrThrow()
       expect(row).to.include({month: '2025-09', status: 'mismatch', only_in_store: 1, matched: 19})
+      // Announced once per archive file (the webhook is down here: the alert waits in the table).
+      const alerts = await db.selectFrom('audit_alerts').select(['key', 'text']).execute()
+      expect(alerts.map((alert) => alert.key)).to.deep.equal([`archive-mismatch:2025-09:${row.checksum!.slice(0, 16)}`])
+      expect(alerts[0].text).to.include(events[0].id)
 
       fake.reset()
       const again = await catchUp('--days', '1')

@@ -27,6 +27,32 @@ export async function daysToSettle(db: Kysely<Database>, options: {from: string;
   return rows.rows.map((row) => row.day)
 }
 
+/**
+ * The dry-run's lines for what a catch-up does after its days: the days it would settle, and the
+ * months it would check against Heroku's archives (each only if still due when the run gets there).
+ */
+export function renderCompletenessPlan(plan: {settle?: {days: string[]; hours: number}; months?: string[]}): string {
+  const lines: string[] = []
+  if (plan.settle) {
+    const {days, hours} = plan.settle
+    lines.push(
+      days.length === 0
+        ? `Settle (SETTLE_HOURS=${hours}): no day of the window is due for its second read.`
+        : `Settle (SETTLE_HOURS=${hours}): ${days.length} day(s) would be read once more: ${days.join(', ')} (at least ${days.length} API request(s), one per 1,000 events).`,
+    )
+  }
+
+  if (plan.months) {
+    lines.push(
+      plan.months.length === 0
+        ? "Archives: no month that is over awaits its first check (no API request)."
+        : `Archives: ${plan.months.join(', ')} would be checked against Heroku's archives, at most 2 this run (1 request to list, 1 per month; the downloads are not API requests).`,
+    )
+  }
+
+  return lines.length > 0 ? `${lines.join('\n')}\n` : ''
+}
+
 export interface SettleRun {
   results: SettleResult[]
   /** Why days were left for a later run, if any were. */
