@@ -14,12 +14,16 @@
  *   events-cli, events-cli-embedded  `events`: the first line, and streaming a big result in bounded memory
  *   delivery                      `deliver` sending a 100,000-event stored day to a loopback sink, against a bare POST loop
  *   drain-pace                    lines/s a Logplex-like HTTP(S) drain takes, by answer time (LOG_LINES_PER_SECOND's default)
+ *   archives, archives-embedded   a 310,000-event month's archive: archives import into an empty store, then archives
+ *                                 verify, against a download + SHA-256 + gunzip + JSON.parse floor; peak RSS
  *
  * (store-big-day is another name for big-day.) audit-logger runs as a user runs it: bin/run.js
  * executed, its shebang (and V8 flags) included. BENCH_RUNS (default 5) sets the runs per figure;
  * BENCH_BIN=/other/checkout/bin/run.js measures another build (built there) with the same harness,
  * for a before/after comparison. BENCH_SEARCH_SECONDS (default 5) is the load on each search;
- * BENCH_STORE_EVENTS and BENCH_EMBEDDED_STORE_EVENTS size the seeded stores.
+ * BENCH_STORE_EVENTS and BENCH_EMBEDDED_STORE_EVENTS size the seeded stores. The archives runs are
+ * heavy: BENCH_ARCHIVE_RUNS (default 3, or BENCH_RUNS if smaller) sets theirs, BENCH_ARCHIVE_EVENTS
+ * the month's size, BENCH_ARCHIVE_SHAPE=entries the archive's `{"entries": [...]}` shape.
  */
 import {mkdtempSync, rmSync} from 'node:fs'
 import {cpus, loadavg, tmpdir} from 'node:os'
@@ -37,6 +41,7 @@ import {bigDay} from './big-day.js'
 import {deliveryBench} from './delivery.js'
 import {drainPace} from './drain-pace.js'
 import {eventsCliBench} from './events-cli.js'
+import {archivesBench, removeArchiveFile} from './archives.js'
 import {type Measurement, measure, median, spread, table, verdict} from './support.js'
 import {pageLoad} from './page-load.js'
 import {removeSeededStores, searchBench} from './search.js'
@@ -46,6 +51,8 @@ import {startPgCounter} from './pg-counter.js'
 // BENCH_BIN points at another build's bin/run.js, to compare before and after a change.
 const BIN = process.env.BENCH_BIN || fileURLToPath(new URL('../bin/run.js', import.meta.url))
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
+// A month's archive takes a while per run: fewer of them (BENCH_ARCHIVE_RUNS).
+const ARCHIVE_RUNS = Number(process.env.BENCH_ARCHIVE_RUNS ?? Math.min(RUNS, 3))
 // Seconds of load on each search (BENCH_SEARCH_SECONDS).
 const SEARCH_SECONDS = Number(process.env.BENCH_SEARCH_SECONDS ?? 5)
 const only = process.argv.slice(2)
@@ -210,6 +217,9 @@ const benchmarks: Record<string, () => Promise<void>> = {
   'events-cli-embedded': () => eventsCliBench(out, BIN, RUNS, 'embedded'),
   'drain-pace': () => drainPace(out),
   delivery: () => deliveryBench(out, BIN, RUNS),
+  // The two share the month's archive file, written once.
+  archives: () => archivesBench(out, BIN, ARCHIVE_RUNS, 'postgres'),
+  'archives-embedded': () => archivesBench(out, BIN, ARCHIVE_RUNS, 'embedded'),
 }
 
 const ALIASES: Record<string, string> = {'store-big-day': 'big-day'}
@@ -231,4 +241,5 @@ try {
 } finally {
   await dropScratchDatabases()
   removeSeededStores()
+  removeArchiveFile()
 }
