@@ -15,7 +15,7 @@
  *   delivery                      `deliver` sending a 100,000-event stored day to a loopback sink, against a bare POST loop
  *   drain-pace                    lines/s a Logplex-like HTTP(S) drain takes, by answer time (LOG_LINES_PER_SECOND's default)
  *   archives, archives-embedded   a 310,000-event month's archive: archives import into an empty store, then archives
- *                                 verify, against a download + SHA-256 + gunzip + JSON.parse floor; peak RSS
+ *                                 verify, against a download + SHA-256 + gunzip + per-event JSON.parse floor; peak RSS
  *
  * (store-big-day is another name for big-day.) audit-logger runs as a user runs it: bin/run.js
  * executed, its shebang (and V8 flags) included. BENCH_RUNS (default 5) sets the runs per figure;

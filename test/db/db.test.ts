@@ -23,6 +23,7 @@ const MIGRATIONS = [
   '2025-10-05T00-00-00_create_audit_events',
   '2025-10-06T00-00-00_create_sinks',
   '2025-10-07T00-00-00_create_alerts',
+  '2025-10-08T00-00-00_create_archives',
 ]
 const SENTINEL = 'Sentinel-Pa55word-7c1e'
 const STALE_AFTER = 15
