@@ -206,7 +206,7 @@ describeOnEngines('completeness through the commands (in-process)', (engine) => 
       fake.reset()
       const {stderr, error} = await importMonth('--month', '2025-09')
       expect(error, stderr).to.equal(undefined)
-      expect(stderr).to.match(/2 day\(s\) imported with 12 event\(s\)/)
+      expect(stderr).to.match(/30 day\(s\) imported with 12 event\(s\)/)
       expect(await findDay(db, '2025-09-10')).to.include({status: 'SUCCESS', source: 'archive', events_count: 7})
       expect(fake.requests.filter((request) => request.path.endsWith('/events'))).to.deep.equal([])
       const missing = await importMonth()

@@ -1,20 +1,22 @@
 import {type Kysely, sql} from 'kysely'
 
 import {ArchiveChecksumMismatch, readArchiveEvents} from '../archives/archive-stream.js'
-import {addDays, yesterdayUtc} from '../dates.js'
+import {addDays, daysBetween, yesterdayUtc} from '../dates.js'
 import {type EventRecord, type EventStore, ensurePartitions, eventRecord} from '../db/event-store.js'
 import type {ArchiveStatus, Database} from '../db/schema.js'
 import {
+  ID_ONLY,
   SAMPLE_IDS,
   claimImportDays,
   createStaging,
-  dropMatched,
   prepareStaging,
   recordImported,
   recordRecovered,
+  roomForComparing,
   stagedPerDay,
   storeOnly,
   storeStaged,
+  storedAmong,
 } from '../db/staging-queries.js'
 import type {ArchiveClient, ArchiveInfo} from '../heroku/archives.js'
 import type {AuditEvent} from '../heroku/types.js'
@@ -113,6 +115,25 @@ function emptyResult(month: string, outcome: MonthOutcome, message: string): Mon
   }
 }
 
+interface MonthRecord {
+  day: string
+  status: string
+  claim_token: string | null
+}
+
+/** The month's records by day; with `lock`, locked until the transaction ends. */
+async function monthRecords(trx: Kysely<Database>, first: string, next: string, options: {lock?: boolean} = {}): Promise<Map<string, MonthRecord>> {
+  const rows = await sql<MonthRecord>`
+    SELECT process_date::text AS day, status, claim_token::text AS claim_token FROM audit_events_log
+    WHERE process_date >= ${first}::date AND process_date < ${next}::date ORDER BY process_date ${options.lock ? sql`FOR UPDATE` : sql``}`.execute(trx)
+  return new Map(rows.rows.map((row) => [row.day, row]))
+}
+
+/** A staged stand-in for an event the store holds: its day and id, nothing else (see ID_ONLY). */
+function idOnly(record: EventRecord): EventRecord {
+  return {...record, json: ID_ONLY, type: '', action: '', actorEmail: null, actorId: null, appName: null, appId: null, ownerEmail: null, teamName: null, ipAddress: null, account: null}
+}
+
 /** An event of the archive outside the days it is compared on: counted, not loaded. */
 class Tally {
   outside = 0
@@ -164,33 +185,63 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
     await ensurePartitions(db, [first])
     return await store.transaction(async (trx, append) => {
       await createStaging(trx)
+      await roomForComparing(trx)
+      // The month's records as the download starts: a day collected again meanwhile (its claim
+      // token changed) is not compared at the end, as its events may have changed under us.
+      const before = await monthRecords(trx, first, next)
+      // Import: the covered days without a record are claimed now (their SUCCESS rows stay
+      // invisible until the commit; a run claiming one meanwhile waits for it), so their events
+      // can go straight into the store as they stream, never staged.
+      const importing = options.fill ? await claimImportDays(trx, daysBetween(from, coveredLast).filter((day) => !before.has(day))) : []
+      if (importing.length > 0) await sql`DELETE FROM audit_events WHERE day = ANY(${importing}::date[])`.execute(trx)
+      const imported = new Map(importing.map((day) => [day, [] as string[]]))
+      const importedIds = new Set<string>()
+      const matched = new Map<string, number>()
+
       const download = await archives.openDownload(archive, {signal: options.signal})
       const reading = readArchiveEvents(download, {expectedChecksum: archive.checksum, signal: options.signal})
       // Every batch is provisional until the reader returns: only then has the checksum been checked.
       for (;;) {
         const step = await reading.next()
         if (step.done) break
-        await append(archiveRecords(step.value.events, step.value.texts, from, coveredLast, tally))
+        const records = archiveRecords(step.value.events, step.value.texts, from, coveredLast, tally)
+        const toImport: EventRecord[] = []
+        const toStage: EventRecord[] = []
+        for (const record of records) {
+          const ids = imported.get(record.day)
+          if (!ids) {
+            toStage.push(record)
+          } else if (!importedIds.has(record.id)) {
+            importedIds.add(record.id)
+            ids.push(record.id)
+            toImport.push(record)
+          }
+        }
+
+        // What the store holds already is staged by its id alone: compared, never copied twice.
+        const held = await storedAmong(trx, toStage.map((record) => record.id), first, next)
+        for (const record of toStage) {
+          if (held.has(record.id)) matched.set(record.day, (matched.get(record.day) ?? 0) + 1)
+        }
+
+        await append(toImport, 'audit_events')
+        await append(toStage.map((record) => (held.has(record.id) ? idOnly(record) : record)))
       }
 
       counted.archiveEvents = tally.events
       await prepareStaging(trx)
-      // The month's records are locked until the commit: a day being re-collected meanwhile waits,
-      // or (PROCESSING now) is not compared; whoever collects it has the last word.
-      const records = await sql<{day: string; status: string}>`
-        SELECT process_date::text AS day, status FROM audit_events_log
-        WHERE process_date >= ${first}::date AND process_date < ${next}::date ORDER BY process_date FOR UPDATE`.execute(trx)
-      const compared = records.rows.filter((row) => row.status === 'SUCCESS' && row.day >= from && row.day <= coveredLast).map((row) => row.day)
-      const recorded = new Set(records.rows.map((row) => row.day))
+      // The month's records are locked until the commit: a day being collected meanwhile waits, or
+      // (PROCESSING now, or collected again since the download began) is not compared.
+      const now = await monthRecords(trx, first, next, {lock: true})
+      const compared = [...now.values()]
+        .filter((row) => row.status === 'SUCCESS' && row.day >= from && row.day <= coveredLast && !imported.has(row.day) && before.get(row.day)?.claim_token === row.claim_token)
+        .map((row) => row.day)
       const onlyInStore = await storeOnly(trx, compared)
-      const matched = await dropMatched(trx, first, next)
       const missing = await stagedPerDay(trx)
-      const fillable = options.fill ? [...missing.keys()].filter((day) => !recorded.has(day)).sort() : []
-      const imported = await claimImportDays(trx, fillable)
       const recoveredDays = compared.filter((day) => (missing.get(day) ?? 0) > 0)
-      await storeStaged(trx, [...recoveredDays, ...imported])
+      await storeStaged(trx, recoveredDays)
       for (const day of recoveredDays) await recordRecovered(trx, day, missing.get(day)!)
-      for (const day of imported) counted.importedEvents += await recordImported(trx, day)
+      for (const [day, ids] of imported) await recordImported(trx, day, ids)
       // Only the recovered events are written: imported days are whole days, reaching the sinks.
       await writeStagedEvents(trx, recoveredDays, deps.output, {format: options.format, linesPerSecond: options.linesPerSecond, paceClock: deps.paceClock, signal: options.signal})
 
@@ -199,8 +250,9 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       counted.recovered = recoveredDays.reduce((sum, day) => sum + missing.get(day)!, 0)
       counted.onlyInStore = onlyInStore.reduce((sum, day) => sum + day.count, 0)
       counted.onlyInStoreSample = onlyInStore.flatMap((day) => day.sample.map((id) => ({day: day.day, id}))).slice(0, SAMPLE_IDS)
-      counted.importedDays = imported.length
-      const done = new Set([...compared, ...imported])
+      counted.importedDays = imported.size
+      counted.importedEvents = importedIds.size
+      const done = new Set(compared)
       counted.notCollected = [...missing].filter(([day]) => !done.has(day)).reduce((sum, [, n]) => sum + n, 0)
       counted.outcome = counted.onlyInStore > 0 ? 'mismatch' : 'consistent'
       counted.message = monthMessage(counted, tally.outside)

@@ -201,11 +201,11 @@ export function copyWriter(): (records: readonly EventRecord[]) => Buffer {
 }
 
 /**
- * Appends records to audit_events, within the transaction it was handed with. The records are
- * encoded before it returns: the caller may drop them while the promise is pending, and must wait
- * for it before the next call.
+ * Appends records to audit_events (or the transaction's load target, or `into`), within the
+ * transaction it was handed with. The records are encoded before it returns: the caller may drop
+ * them while the promise is pending, and must wait for it before the next call.
  */
-export type AppendEvents = (records: readonly EventRecord[]) => Promise<void>
+export type AppendEvents = (records: readonly EventRecord[], into?: LoadTarget) => Promise<void>
 
 /** Where a store transaction's loader writes: the store itself, or the staging table (see staging-queries.ts). */
 export type LoadTarget = 'audit_events' | 'audit_staged_events'
@@ -269,7 +269,7 @@ function postgresEventStore(pool: pg.Pool): EventStore {
       const writers = [copyWriter(), copyWriter()]
       let turn = 0
       try {
-        const append: AppendEvents = (records) => {
+        const append: AppendEvents = (records, target = into) => {
           if (records.length === 0) return Promise.resolve()
           // Encoded at once, before waiting: the page's records and bytes can then be dropped while
           // the COPY in flight finishes, rather than live long enough to reach the old generation.
@@ -277,7 +277,7 @@ function postgresEventStore(pool: pg.Pool): EventStore {
           const rows = writers[turn](records)
           return (async () => {
             await settle()
-            const stream = client.query(copyFrom(`COPY ${into} (${COLUMNS.join(', ')}) FROM STDIN`))
+            const stream = client.query(copyFrom(`COPY ${target} (${COLUMNS.join(', ')}) FROM STDIN`))
             copying = once(stream, 'finish')
             // Surfaced by settle(); never an unhandled rejection meanwhile.
             copying.catch(() => {})
@@ -315,12 +315,12 @@ function kyselyEventStore(db: Kysely<Database>): EventStore {
   return {
     transaction(work, into = 'audit_events') {
       return db.transaction().execute((trx) =>
-        work(trx, async (records) => {
+        work(trx, async (records, target = into) => {
           if (records.length === 0) return
           const rows = records.map((record) => values(record))
           const columns = COLUMNS.map((_, k) => rows.map((row) => row[k]))
           await sql`
-            INSERT INTO ${sql.table(into)} (${sql.join(COLUMNS.map((name) => sql.ref(name)))})
+            INSERT INTO ${sql.table(target)} (${sql.join(COLUMNS.map((name) => sql.ref(name)))})
             SELECT * FROM unnest(
               ${columns[0]}::date[], ${columns[1]}::text[], ${columns[2]}::text[], ${columns[3]}::timestamptz[],
               ${columns[4]}::text[], ${columns[5]}::text[], ${columns[6]}::text[], ${columns[7]}::text[], ${columns[8]}::text[],

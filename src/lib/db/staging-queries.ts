@@ -16,6 +16,13 @@ import {queueDayForSinks} from './sink-queries.js'
 
 export const STAGED_TABLE = 'audit_staged_events'
 
+/**
+ * The event_json of a staged row that only stands for its id: an event the store already holds
+ * (found by storedAmong while loading), kept so that what the store has and the source lacks can
+ * be found, without carrying its text twice. No real event's text is empty.
+ */
+export const ID_ONLY = ''
+
 /** How many ids a comparison keeps to name, per day, of those only in the store. */
 export const SAMPLE_IDS = 20
 
@@ -77,9 +84,21 @@ export async function dropMatched(trx: Kysely<Database>, from: string, until: st
   return new Map(matched.rows.map((row) => [row.day, row.count]))
 }
 
-/** The staged events left, per day (after dropMatched: those the store lacks). */
+/**
+ * The ids of `ids` the store holds on a day of [from, until): one probe of the primary key per id,
+ * so a source can be compared while it loads, batch by batch.
+ */
+export async function storedAmong(trx: Kysely<Database>, ids: readonly string[], from: string, until: string): Promise<Set<string>> {
+  if (ids.length === 0) return new Set()
+  const found = await sql<{id: string}>`
+    SELECT id FROM audit_events WHERE id = ANY(${[...ids]}::text[]) AND day >= ${from}::date AND day < ${until}::date`.execute(trx)
+  return new Set(found.rows.map((row) => row.id))
+}
+
+/** The staged events with their text (not ID_ONLY), per day: after dropMatched or storedAmong, those the store lacks. */
 export async function stagedPerDay(trx: Kysely<Database>): Promise<Map<string, number>> {
-  const rows = await sql<{day: string; count: number}>`SELECT day::text AS day, count(*)::int AS count FROM audit_staged_events GROUP BY day`.execute(trx)
+  const rows = await sql<{day: string; count: number}>`
+    SELECT day::text AS day, count(*)::int AS count FROM audit_staged_events WHERE event_json <> ${ID_ONLY} GROUP BY day`.execute(trx)
   return new Map(rows.rows.map((row) => [row.day, row.count]))
 }
 
@@ -93,7 +112,7 @@ export async function storeStaged(trx: Kysely<Database>, days: readonly string[]
   const columns = sql.join(STORE_COLUMNS.map((name) => sql.ref(name)))
   const inserted = await sql`
     INSERT INTO audit_events (${columns})
-    SELECT ${columns} FROM audit_staged_events WHERE day = ANY(${[...days]}::date[])
+    SELECT ${columns} FROM audit_staged_events WHERE day = ANY(${[...days]}::date[]) AND event_json <> ${ID_ONLY}
     ON CONFLICT DO NOTHING`.execute(trx)
   await sql`CREATE INDEX ON audit_staged_events (day, created_at, id)`.execute(trx)
   return Number(inserted.numAffectedRows ?? 0)
@@ -118,7 +137,7 @@ export async function* stagedEvents(trx: Kysely<Database>, days: readonly string
     const position = after ? sql`AND (created_at, id) > (${after.created_at}::timestamptz, ${after.id})` : sql``
     const rows = await sql<StagedEvent>`
       SELECT event_json AS json, created_at::text AS created_at, id FROM audit_staged_events
-      WHERE day = ANY(${[...days]}::date[]) ${position}
+      WHERE day = ANY(${[...days]}::date[]) AND event_json <> ${ID_ONLY} ${position}
       ORDER BY created_at, id LIMIT ${batch}`.execute(trx)
     if (rows.rows.length === 0) return
     yield rows.rows
@@ -180,10 +199,13 @@ export async function claimImportDays(trx: Kysely<Database>, days: readonly stri
   return inserted.rows.map((row) => row.day).sort()
 }
 
-/** Sets an imported day's count and digest from what the store now holds of it, and queues it for the sinks. */
-export async function recordImported(trx: Kysely<Database>, day: string): Promise<number> {
-  const {digest, count} = await storedDigest(trx, day)
-  await sql`UPDATE audit_events_log SET events_count = ${count}, events_digest = ${digest} WHERE process_date = ${day}`.execute(trx)
+/** Sets an imported day's count and digest (over the ids it stored), and queues it for the sinks. */
+export async function recordImported(trx: Kysely<Database>, day: string, ids: readonly string[]): Promise<void> {
+  await sql`UPDATE audit_events_log SET events_count = ${ids.length}, events_digest = ${eventsDigest(ids)} WHERE process_date = ${day}`.execute(trx)
   await queueDayForSinks(trx, day)
-  return count
+}
+
+/** Lets this transaction's joins and sorts use more memory than the server's default, so a month's comparison stays off disk. */
+export async function roomForComparing(trx: Kysely<Database>): Promise<void> {
+  await sql`SELECT set_config('work_mem', '64MB', true)`.execute(trx)
 }
