@@ -14,16 +14,8 @@ import {findMissingDays} from './gaps.js'
 import {catchUpWindow} from './plan.js'
 import {escapeControls, oneLine, renderTable} from '../text.js'
 
-export interface StatusRecord {
-  date: string
-  status: string
-  events: number
-  attempts: number
-  durationSeconds: number | null
-  error: string | null
-  updatedAt: string | null
-  /** SUCCESS days: SHA-256 over the day's sorted event ids (see events-digest.ts). */
-  digest: string | null
+/** A day's completeness columns, named as in the table (and as db status --json and the JSON API name them). */
+export interface DayCompleteness {
   /** When the settle re-read finished (ISO); null until then. */
   settled_at: string | null
   /** Events the settle re-read found that the first read had not. */
@@ -36,6 +28,30 @@ export interface StatusRecord {
   source: DaySource | null
   /** The digest over the day's ids after the settle re-read. */
   settled_digest: string | null
+}
+
+/** The completeness columns of a record, times as ISO text. */
+export function dayCompleteness(row: AuditLogRow): DayCompleteness {
+  return {
+    settled_at: row.settled_at?.toISOString() ?? null,
+    late_events: row.late_events ?? null,
+    vanished_events: row.vanished_events ?? null,
+    recovered_events: row.recovered_events ?? null,
+    source: row.source ?? null,
+    settled_digest: row.settled_digest ?? null,
+  }
+}
+
+export interface StatusRecord extends DayCompleteness {
+  date: string
+  status: string
+  events: number
+  attempts: number
+  durationSeconds: number | null
+  error: string | null
+  updatedAt: string | null
+  /** SUCCESS days: SHA-256 over the day's sorted event ids (see events-digest.ts). */
+  digest: string | null
 }
 
 export interface StatusReport {
@@ -78,12 +94,7 @@ function toRecord(row: AuditLogRow): StatusRecord {
     error: row.error_message,
     updatedAt: row.updated_at?.toISOString() ?? null,
     digest: row.events_digest ?? null,
-    settled_at: row.settled_at?.toISOString() ?? null,
-    late_events: row.late_events ?? null,
-    vanished_events: row.vanished_events ?? null,
-    recovered_events: row.recovered_events ?? null,
-    source: row.source ?? null,
-    settled_digest: row.settled_digest ?? null,
+    ...dayCompleteness(row),
   }
 }
 

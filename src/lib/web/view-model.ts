@@ -2,10 +2,11 @@ import {addDays, isoWeekday, yesterdayUtc} from '../dates.js'
 
 import type {ArchiveMonth, CalendarDay} from '../db/archive-queries.js'
 import type {LogFilter, LogSummary} from '../db/log-queries.js'
-import {ARCHIVE_STATUSES, type AuditLogRow, type DaySource, type ProcessStatus} from '../db/schema.js'
+import {ARCHIVE_STATUSES, type AuditLogRow, type ProcessStatus} from '../db/schema.js'
+import {type DayCompleteness, dayCompleteness} from '../processing/status-report.js'
 
 /** A record as the page and the JSON API show it: UTC ISO times, a duration, nothing derived twice. */
-export interface RecordView {
+export interface RecordView extends DayCompleteness {
   date: string
   status: ProcessStatus
   events: number
@@ -20,15 +21,6 @@ export interface RecordView {
   claimToken: string | null
   /** SHA-256 over the day's sorted event ids, for a SUCCESS day. */
   digest: string | null
-  // The completeness columns, named as in the table (and as db status --json names them).
-  /** When the settle re-read finished; null until then. */
-  settled_at: string | null
-  late_events: number | null
-  vanished_events: number | null
-  recovered_events: number | null
-  /** null or 'api': the events API; 'archive': filled by `archives import`. */
-  source: DaySource | null
-  settled_digest: string | null
 }
 
 const iso = (value: Date | null | undefined) => (value ? value.toISOString() : null)
@@ -48,12 +40,7 @@ export function toRecordView(row: AuditLogRow): RecordView {
     finishedAt: iso(row.finished_at),
     claimToken: row.claim_token,
     digest: row.events_digest,
-    settled_at: iso(row.settled_at),
-    late_events: row.late_events ?? null,
-    vanished_events: row.vanished_events ?? null,
-    recovered_events: row.recovered_events ?? null,
-    source: row.source ?? null,
-    settled_digest: row.settled_digest ?? null,
+    ...dayCompleteness(row),
   }
 }
 
