@@ -59,8 +59,13 @@ or --catch-up (yesterday and every day of the last --days that is missing, FAILE
 Done days are skipped, failed ones retried, days held by a live run left alone; one failing day does not stop the others. \
 A range starts no new day once RateLimit-Remaining is below RATE_LIMIT_RESERVE (default 500): the rest are left untouched for the next run.
 
+After its days, --catch-up reads each SUCCESS day of its window once more SETTLE_HOURS (default 24) after it was collected, \
+storing and writing late events, and checks each month that is over and was never checked against Heroku's archive \
+(CATCH_UP_ARCHIVES); see archives verify.
+
 Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a live run, or left for later by the rate budget); \
-1 a day ended FAILED or ERROR, a claim was lost, or a signal interrupted the run; 2 usage or configuration error (nothing was claimed).`
+1 a day ended FAILED or ERROR, a claim was lost, a signal interrupted the run, or (--catch-up) a settle re-read failed or a month \
+does not match its archive; 2 usage or configuration error (nothing was claimed).`
 
   // --from and --to go together; oclif's own usage line would list them as alternatives.
   static override usage = [
