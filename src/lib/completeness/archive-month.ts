@@ -201,39 +201,54 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       const download = await archives.openDownload(archive, {signal: options.signal})
       const reading = readArchiveEvents(download, {expectedChecksum: archive.checksum, signal: options.signal})
       // Every batch is provisional until the reader returns: only then has the checksum been checked.
-      for (;;) {
-        const step = await reading.next()
-        if (step.done) break
-        const records = archiveRecords(step.value.events, step.value.texts, from, coveredLast, tally)
-        const toImport: EventRecord[] = []
-        const toStage: EventRecord[] = []
-        for (const record of records) {
-          const ids = imported.get(record.day)
-          if (!ids) {
-            toStage.push(record)
-          } else if (!importedIds.has(record.id)) {
-            importedIds.add(record.id)
-            ids.push(record.id)
-            toImport.push(record)
+      // The next batch is read and parsed while this one is compared and loaded (the database's
+      // time and ours overlap); a batch that fails is left to the transaction's end, unawaited.
+      let ahead = reading.next()
+      let finished = false
+      try {
+        for (;;) {
+          const step = await ahead
+          if (step.done) {
+            finished = true
+            break
           }
-        }
 
-        // What the store holds already is staged by its id alone: compared, never copied twice.
-        const held = await storedAmong(trx, toStage.map((record) => record.id), first, next)
-        for (const record of toStage) {
-          if (held.has(record.id)) matched.set(record.day, (matched.get(record.day) ?? 0) + 1)
-        }
+          ahead = reading.next()
+          ahead.catch(() => {})
+          const records = archiveRecords(step.value.events, step.value.texts, from, coveredLast, tally)
+          const toImport: EventRecord[] = []
+          const toStage: EventRecord[] = []
+          for (const record of records) {
+            const ids = imported.get(record.day)
+            if (!ids) {
+              toStage.push(record)
+            } else if (!importedIds.has(record.id)) {
+              importedIds.add(record.id)
+              ids.push(record.id)
+              toImport.push(record)
+            }
+          }
 
-        await append(toImport, 'audit_events')
-        await append(toStage.map((record) => (held.has(record.id) ? idOnly(record) : record)))
+          // What the store holds already is staged by its id alone: compared, never copied twice.
+          const held = await storedAmong(trx, toStage.map((record) => record.id), first, next)
+          for (const record of toStage) {
+            if (held.has(record.id)) matched.set(record.day, (matched.get(record.day) ?? 0) + 1)
+          }
+
+          await append(toImport, 'audit_events')
+          await append(toStage.map((record) => (held.has(record.id) ? idOnly(record) : record)))
+        }
+      } finally {
+        // Left early (a failure): the reader is closed once its batch in flight is in, which ends the download.
+        if (!finished) ahead.finally(() => (reading as AsyncGenerator<unknown, unknown>).return(undefined)).catch(() => {})
       }
 
       counted.archiveEvents = tally.events
       await prepareStaging(trx)
       // The month's records are locked until the commit: a day being collected meanwhile waits, or
       // (PROCESSING now, or collected again since the download began) is not compared.
-      const now = await monthRecords(trx, first, next, {lock: true})
-      const compared = [...now.values()]
+      const locked = await monthRecords(trx, first, next, {lock: true})
+      const compared = [...locked.values()]
         .filter((row) => row.status === 'SUCCESS' && row.day >= from && row.day <= coveredLast && !imported.has(row.day) && before.get(row.day)?.claim_token === row.claim_token)
         .map((row) => row.day)
       const onlyInStore = await storeOnly(trx, compared)

@@ -85,13 +85,17 @@ export async function dropMatched(trx: Kysely<Database>, from: string, until: st
 }
 
 /**
- * The ids of `ids` the store holds on a day of [from, until): one probe of the primary key per id,
- * so a source can be compared while it loads, batch by batch.
+ * The ids of `ids` the store holds on a day of [from, until): one probe of the primary key per id
+ * (a lateral join the planner cannot turn into a scan), so a source can be compared while it
+ * loads, batch by batch. Written as `id = ANY(…) AND day …`, the planner took a whole month's
+ * time index and filtered it, for every batch, right after a big import (no statistics yet):
+ * 100 s of scans for a 310,000-event month, against 3 s of probes.
  */
 export async function storedAmong(trx: Kysely<Database>, ids: readonly string[], from: string, until: string): Promise<Set<string>> {
   if (ids.length === 0) return new Set()
   const found = await sql<{id: string}>`
-    SELECT id FROM audit_events WHERE id = ANY(${[...ids]}::text[]) AND day >= ${from}::date AND day < ${until}::date`.execute(trx)
+    SELECT held.id FROM unnest(${[...ids]}::text[]) AS probe(id)
+    JOIN LATERAL (SELECT id FROM audit_events WHERE id = probe.id AND day >= ${from}::date AND day < ${until}::date LIMIT 1) AS held ON true`.execute(trx)
   return new Set(found.rows.map((row) => row.id))
 }
 
