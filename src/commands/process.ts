@@ -215,7 +215,9 @@ does not match its archive; 2 usage or configuration error (nothing was claimed)
         verbose: flags.verbose,
       }
       // Every month the range needs is made before any day holds the table (see ensurePartitions).
-      if (store) await ensurePartitions(db, plan.attempt).catch((error: unknown) => this.logger.warn(`event store: ${safeErrorMessage(error)}; each day tries again`))
+      // Not for days before the retention window: they are not stored, and retention would drop their months again.
+      const stored = plan.attempt.filter((day) => day >= run.storeFrom)
+      if (store) await ensurePartitions(db, stored).catch((error: unknown) => this.logger.warn(`event store: ${safeErrorMessage(error)}; each day tries again`))
       const ranged = {...run, store, days: flags.days, reserve: settings.processing?.rateLimitReserve, quiet, rerunFlags, settleHours: settings.store.settleHours, checkArchives: settings.store.catchUpArchives !== false, webhook: settings.alerts.webhook}
       return await this.runRange(db, heroku, plan, ranged, cancel.signal)
     } finally {

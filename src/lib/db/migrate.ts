@@ -34,8 +34,14 @@ async function rowsOfUnmanagedTable(db: Kysely<any>): Promise<number | undefined
  * holds an advisory lock and runs each batch in one transaction, so the losers find nothing to do.
  */
 export async function migrateToLatest(db: Kysely<any>): Promise<MigrationReport> {
+  // Nothing pending (every run but the first after an upgrade): Kysely's migrator is not started.
+  // It looks for its tables by listing every table with its columns, by name, which fails with
+  // "relation … does not exist" when another run drops a month partition meanwhile (retention).
+  if ((await pendingMigrations(db)).length === 0) return {applied: [], adoptedRows: undefined}
   const adoptedRows = await rowsOfUnmanagedTable(db)
-  const result: MigrationResultSet = await createMigrator(db).migrateToLatest()
+  let result: MigrationResultSet = await createMigrator(db).migrateToLatest()
+  // The same race while migrations are pending: the listing is simply taken again.
+  if (isUndefinedTable(result.error)) result = await createMigrator(db).migrateToLatest()
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error')
     const reason = result.error instanceof Error ? result.error.message : String(result.error)
@@ -44,6 +50,11 @@ export async function migrateToLatest(db: Kysely<any>): Promise<MigrationReport>
 
   const applied = (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
   return {applied, adoptedRows: applied.length > 0 ? adoptedRows : undefined}
+}
+
+/** PostgreSQL's undefined_table: a relation dropped between a catalog listing and a lookup by its name. */
+function isUndefinedTable(error: unknown): boolean {
+  return (error as {code?: unknown} | undefined)?.code === '42P01'
 }
 
 export interface MigrationState {
