@@ -24,12 +24,10 @@ import {createGzip} from 'node:zlib'
 
 import {type Kysely, sql} from 'kysely'
 
-import {openEmbeddedDb} from '../src/lib/db/embedded.js'
-import {migrateToLatest} from '../src/lib/db/migrate.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {generateEvents, mulberry32} from '../test/fake-heroku/events.js'
 import {startFakeHeroku} from '../test/fake-heroku/server.js'
-import {createScratchDatabase, openTestDb} from '../test/support/db.js'
+import {embeddedEngine, postgresEngine} from './big-day.js'
 import {watchServerCpu} from './server-cpu.js'
 import {type Measurement, measure, median, spread, table, verdict} from './support.js'
 
@@ -109,45 +107,6 @@ function archiveFile(): Promise<ArchiveFile> {
   return written
 }
 
-/** The store one run imports into: empty and migrated; `check` reads it with a connection of the bench's own. */
-interface Store {
-  env: Record<string, string>
-  /** The PostgreSQL database's name, to watch its backends' CPU; none for the embedded engine. */
-  database?: string
-  use<T>(work: (db: Kysely<Database>) => Promise<T>): Promise<T>
-  close(): Promise<void>
-}
-
-async function postgresStore(): Promise<Store> {
-  const url = await createScratchDatabase('bench_archive')
-  const db = openTestDb(url)
-  await migrateToLatest(db)
-  // The database is dropped with the others at the end of the bench (dropScratchDatabases).
-  return {env: {DATABASE_URL: url}, database: new URL(url).pathname.slice(1), use: (work) => work(db), close: () => db.destroy()}
-}
-
-async function embeddedStore(run: number): Promise<Store> {
-  const dir = join(scratchDir(), `data-${run}`)
-  // Created and migrated here, so no measured run pays for the cluster's unpacking.
-  const first = await openEmbeddedDb(dir)
-  await migrateToLatest(first.db)
-  await first.close()
-  return {
-    env: {AUDIT_LOGGER_DATA_DIR: dir},
-    async use(work) {
-      const embedded = await openEmbeddedDb(dir)
-      try {
-        return await work(embedded.db)
-      } finally {
-        await embedded.close()
-      }
-    },
-    async close() {
-      rmSync(dir, {recursive: true, force: true})
-    },
-  }
-}
-
 interface MonthState {
   events: number
   successDays: number
@@ -224,7 +183,8 @@ export async function archivesBench(out: (line?: string) => void, bin: string, r
   const elementFloors: Run[] = []
   try {
     for (let i = 0; i < runs; i++) {
-      const store = engineName === 'postgres' ? await postgresStore() : await embeddedStore(i)
+      // An empty, migrated store per run.
+      const store = engineName === 'postgres' ? await postgresEngine() : await embeddedEngine()
       try {
         const run = await measureWithServers(store.database, bin, ['archives', 'import', '--month', MONTH], {...env, ...store.env})
         if (run.code !== 0) throw new Error(`archives import --month ${MONTH} exited ${run.code}`)

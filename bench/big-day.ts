@@ -24,7 +24,7 @@ import {type Measurement, measure, median, spread, table, verdict} from './suppo
 const FLOOR = fileURLToPath(new URL('floor.mjs', import.meta.url))
 
 /** Where a run's records and events go, and how the bench reaches them between runs. */
-interface Engine {
+export interface Engine {
   label: string
   /** The PostgreSQL database's name, to watch its backends' CPU; none for the embedded engine (in the process). */
   database?: string
@@ -34,14 +34,14 @@ interface Engine {
   close(): Promise<void>
 }
 
-async function postgresEngine(): Promise<Engine> {
+export async function postgresEngine(): Promise<Engine> {
   const url = await createScratchDatabase('bench')
   const db = openTestDb(url)
   await migrateToLatest(db)
   return {label: 'PostgreSQL 15 server', database: new URL(url).pathname.slice(1), env: {DATABASE_URL: url}, use: (work) => work(db), close: () => db.destroy()}
 }
 
-async function embeddedEngine(): Promise<Engine> {
+export async function embeddedEngine(): Promise<Engine> {
   const dir = mkdtempSync(join(tmpdir(), 'audit-logger-bench-embedded-'))
   // Created and migrated here, so no measured run pays for initdb.
   const first = await openEmbeddedDb(dir)

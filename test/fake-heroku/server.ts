@@ -331,7 +331,7 @@ interface ArchiveFile {
 }
 
 /** The archive object of heroku-audit-api.md. */
-interface ArchiveObject {
+export interface ArchiveObject {
   year: number
   month: string
   created_at: string

@@ -15,21 +15,14 @@ import {expect} from 'chai'
 
 import {generateEvents} from '../fake-heroku/events.js'
 import {RATE_LIMIT_BODY, defaultArchiveShape, startFakeHeroku} from '../fake-heroku/server.js'
-import type {AuditEvent, FakeHeroku} from '../fake-heroku/server.js'
+import type {ArchiveObject, AuditEvent, FakeHeroku} from '../fake-heroku/server.js'
+import {rejectionOf} from '../support/helpers.js'
 
 const ACCEPT = 'application/vnd.heroku+json; version=3'
 const NOW = Date.parse('2025-06-03T12:00:00Z')
 /** Two days at the end of May, two at the start of June, today (June 3rd) and a day to come. */
 const DAYS: Record<string, number> = {'2025-05-30': 30, '2025-05-31': 25, '2025-06-01': 20, '2025-06-02': 15, '2025-06-03': 10, '2025-07-01': 5}
 
-interface ArchiveObject {
-  year: number
-  month: string
-  created_at: string
-  url: string
-  checksum: string
-  size: number
-}
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex')
@@ -78,14 +71,6 @@ async function eventsOfArchive(fake: FakeHeroku, month: string): Promise<AuditEv
   return decode(bytes).events
 }
 
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error
-  }
-  throw new Error('expected a rejection')
-}
 
 describe('fake Heroku monthly archives', function () {
   const events = Object.fromEntries(Object.entries(DAYS).map(([day, count]) => [day, generateEvents(day, count)]))
@@ -348,7 +333,7 @@ describe('fake Heroku monthly archives', function () {
       const wrapped = (await (await get(fake, '/enterprise-accounts/acme/archives')).json()) as {archives: ArchiveObject[]}
       expect(wrapped.archives).to.have.length(2)
       const cut = await get(fake, '/enterprise-accounts/acme/archives')
-      await rejection(cut.text())
+      await rejectionOf(cut.text())
     })
 
     it('answers storage statuses with S3 XML, then serves the file', async function () {
@@ -382,18 +367,18 @@ describe('fake Heroku monthly archives', function () {
       const first = await reader.read()
       expect(first.value?.length).to.equal(Math.floor(size / 2))
       const timer = setTimeout(() => stalled.abort(), 200)
-      await rejection(reader.read())
+      await rejectionOf(reader.read())
       clearTimeout(timer)
 
       const cut = await fetch(url)
-      await rejection(cut.arrayBuffer())
+      await rejectionOf(cut.arrayBuffer())
 
       const truncated = await download(url)
       expect(truncated.response.status).to.equal(200)
       expect(truncated.bytes.length).to.equal(Math.floor(size / 2))
       expect(() => gunzipSync(truncated.bytes)).to.throw()
 
-      await rejection(fetch(url))
+      await rejectionOf(fetch(url))
 
       const started = Date.now()
       expect((await download(url)).bytes.length).to.equal(size)
