@@ -427,9 +427,7 @@ class ArchiveScanner {
             this.pieces = []
             this.pieceBytes = 0
             this.valueOffset = this.chunkOffset + i
-            this.depth = 0
-            this.inString = false
-            this.escapePending = false
+            this.startNested()
             start = i
           } else if (c === 0x7d /* } */ && this.state === OBJECT_FIRST_KEY) {
             throw this.malformedAt(i, 'the archive\'s JSON object has no "entries" array')
@@ -480,9 +478,7 @@ class ArchiveScanner {
             this.state = ARRAY_FIRST
             i++
           } else if (NESTING[c] === OPENS || c === QUOTE) {
-            this.depth = 0
-            this.inString = false
-            this.escapePending = false
+            this.startNested()
             this.state = SKIP_NESTED
           } else if (SCALAR[c]) {
             this.state = SKIP_SCALAR
@@ -538,9 +534,7 @@ class ArchiveScanner {
             this.pieces = []
             this.pieceBytes = 0
             this.valueOffset = this.chunkOffset + i
-            this.depth = 0
-            this.inString = false
-            this.escapePending = false
+            this.startNested()
             start = i
           } else if (c === 0x5d /* ] */ && this.state === ARRAY_FIRST) {
             this.closeArray()
@@ -598,6 +592,13 @@ class ArchiveScanner {
 
   private closeArray(): void {
     this.state = this.shape === 'array' ? END : OBJECT_AFTER_VALUE
+  }
+
+  /** scanNested's state for a value that starts here: outside any string, nothing open yet. */
+  private startNested(): void {
+    this.depth = 0
+    this.inString = false
+    this.escapePending = false
   }
 
   /**
