@@ -5,7 +5,7 @@ import type {Database} from '../db/schema.js'
 import {createStaging, dropMatched, prepareStaging, recordSettled, storeOnly, storeStaged, storedDigest} from '../db/staging-queries.js'
 import {addDays} from '../dates.js'
 import type {AuditClient} from '../heroku/client.js'
-import {HerokuApiError} from '../heroku/errors.js'
+import {HerokuApiError, accountProblem} from '../heroku/errors.js'
 import type {Logger} from '../logger.js'
 import type {PaceClock} from '../output/deliver.js'
 import type {OutputFormat} from '../output/format-event.js'
@@ -115,7 +115,8 @@ export async function settleDay(deps: SettleDeps, options: SettleOptions): Promi
     }, 'audit_staged_events')
   } catch (error) {
     if (error instanceof NoLongerSettleable) return result('skipped', {message: `${day} was re-collected, reset or settled by another run meanwhile; left as it is`})
-    const account = error instanceof HerokuApiError && [401, 402, 403, 404].includes(error.details.status ?? 0)
+    // The same account-wide refusals a day's run stops a range for (see accountProblem).
+    const account = accountProblem(error) !== undefined
     if (error instanceof HerokuApiError && error.details.status === 429) rateLimitRemaining = 0
     return result('failed', {message: `settling ${day} failed: ${oneLine(safeErrorMessage(error), 500)}; nothing changed, the next catch-up tries again`, ...(account ? {accountProblem: true} : {})})
   }

@@ -14,8 +14,6 @@ import {queueDayForSinks} from './sink-queries.js'
  * transaction: what it adds to the store and to the records commits together, or not at all.
  */
 
-export const STAGED_TABLE = 'audit_staged_events'
-
 /**
  * The event_json of a staged row that only stands for its id: an event the store already holds
  * (found by storedAmong while loading), kept so that what the store has and the source lacks can
