@@ -8,6 +8,7 @@ import {
   MAX_COLUMN_CHARS,
   UnstorableEvent,
   ensurePartitions,
+  eventIdentity,
   eventRecord,
   eventStoreFor,
   eventTexts,
@@ -119,6 +120,20 @@ describeOnEngines('the event store', (engine) => {
     expect(() => eventRecord(day, {...event(day, 1), id: ''}, '{}', 3)).to.throw(UnstorableEvent, /event 3 of 2025-09-28 has no usable id/)
     expect(() => eventRecord(day, {...event(day, 1), created_at: 'yesterday'}, '{}', 4)).to.throw(UnstorableEvent, /event 4 of 2025-09-28 \(id 2025-09-28-0001\) has no created_at/)
     expect(() => eventRecord(day, {...event(day, 1), created_at: undefined as unknown as string}, '{}', 5)).to.throw(UnstorableEvent)
+  })
+
+  it('keeps a created_at already in UTC as it is, and normalises any other real time to one', () => {
+    const identity = (created_at: string) => eventIdentity({...event('2025-09-28', 1), created_at}, 'event 1').createdAt
+    expect(identity('2025-09-28T01:02:03Z')).to.equal('2025-09-28T01:02:03Z')
+    expect(identity('2024-02-29T23:59:59.123Z')).to.equal('2024-02-29T23:59:59.123Z')
+    // Not canonical: the long way, as before (V8 rolls an impossible date over; microseconds are cut to milliseconds).
+    expect(identity('2025-02-29T00:00:00Z')).to.equal('2025-03-01T00:00:00.000Z')
+    expect(identity('2025-09-28T01:02:03.123456Z')).to.equal('2025-09-28T01:02:03.123Z')
+    expect(identity('2025-09-28T03:02:03+02:00')).to.equal('2025-09-28T01:02:03.000Z')
+    expect(identity('0500-01-01T00:00:00Z')).to.equal('0500-01-01T00:00:00Z')
+    expect(identity('0500-01-01T00:00:00+00:00')).to.equal('0500-01-01T00:00:00.000Z')
+    expect(identity('2025-09-28T24:00:00Z')).to.equal('2025-09-29T00:00:00.000Z')
+    expect(() => identity('2025-09-28T25:00:00Z')).to.throw(UnstorableEvent, /has no created_at that is a real time/)
   })
 
   it('bounds the search columns (NUL removed, cut) while the JSON keeps everything', async () => {

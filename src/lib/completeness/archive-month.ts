@@ -1,31 +1,41 @@
+import {randomInt} from 'node:crypto'
+
 import {type Kysely, sql} from 'kysely'
 
 import {ArchiveChecksumMismatch, readArchiveEvents} from '../archives/archive-stream.js'
 import {addDays, daysBetween, yesterdayUtc} from '../dates.js'
-import {type EventRecord, type EventStore, ensurePartitions, eventRecord} from '../db/event-store.js'
+import {type EventRecord, type EventStore, ensurePartitions, eventIdentity, eventRecord, partitionOf} from '../db/event-store.js'
 import type {ArchiveStatus, Database} from '../db/schema.js'
 import {
   ID_ONLY,
   SAMPLE_IDS,
   claimImportDays,
   createStaging,
-  prepareStaging,
+  dedupeStaged,
+  attachMonthTable,
+  compareMonth,
+  newMonthTable,
   recordImported,
   recordRecovered,
   roomForComparing,
   stagedPerDay,
-  storeOnly,
   storeStaged,
-  storedAmong,
+  storedDigests,
+  storedIdsOf,
 } from '../db/staging-queries.js'
 import type {ArchiveClient, ArchiveInfo} from '../heroku/archives.js'
 import type {AuditEvent} from '../heroku/types.js'
 import type {Logger} from '../logger.js'
+import {eventsDigest} from '../processing/events-digest.js'
 import type {PaceClock} from '../output/deliver.js'
 import type {OutputFormat} from '../output/format-event.js'
 import {redact, safeErrorMessage} from '../secrets.js'
 import {oneLine} from '../text.js'
+import {type Fingerprint, type IdFingerprints, fingerprint, idFingerprints} from './id-fingerprints.js'
 import {writeStagedEvents} from './write-staged.js'
+
+/** Events per batch read from the archive: small, so a batch's parsed events die young, before a collection promotes them. */
+const BATCH_EVENTS = 250
 
 /*
  * A month held against Heroku's archive of it: the file is downloaded and hashed, inflated and
@@ -130,34 +140,77 @@ async function monthRecords(trx: Kysely<Database>, first: string, next: string, 
 }
 
 /** A staged stand-in for an event the store holds: its day and id, nothing else (see ID_ONLY). */
-function idOnly(record: EventRecord): EventRecord {
-  return {...record, json: ID_ONLY, type: '', action: '', actorEmail: null, actorId: null, appName: null, appId: null, ownerEmail: null, teamName: null, ipAddress: null, account: null}
+function idOnly(day: string, id: string, createdAt: string): EventRecord {
+  return {day, id, json: ID_ONLY, createdAt, type: '', action: '', actorEmail: null, actorId: null, appName: null, appId: null, ownerEmail: null, teamName: null, ipAddress: null, account: null}
 }
 
-/** An event of the archive outside the days it is compared on: counted, not loaded. */
+/** What is known of the month's events as they stream: counted here, loaded by the caller. */
 class Tally {
+  /** Events outside the days compared or filled: counted, not loaded. */
   outside = 0
   events = 0
+  /** Per day, the events taken as held by the store (checked exactly before the commit). */
+  readonly matched = new Map<string, number>()
+  /** Staged ids that may repeat an earlier one (a fingerprint seen before). */
+  repeats = 0
 }
 
-/** The archive's events of [first, last], each on the UTC day of its created_at, as the store keeps them. */
-function archiveRecords(events: readonly AuditEvent[], texts: readonly Buffer[], first: string, last: string, tally: Tally): EventRecord[] {
-  const records: EventRecord[] = []
+/** Where each event of the archive goes: straight into the store (a day being imported), or staged for the comparison. */
+interface Routing {
+  from: string
+  last: string
+  /** The days being imported. */
+  importing: ReadonlySet<string>
+  /** Ids already imported: an archive listing an event twice stores it once; none when the month table dedupes at the end. */
+  importedIds?: Set<string>
+  /** The ids the store held on the month's days as the download began. */
+  held: IdFingerprints
+  /** The fingerprint both sets use (seeded per run). */
+  print: (id: string) => Fingerprint
+  /** The ids staged so far: a repeat means the staging table may need deduplicating. */
+  staged: IdFingerprints
+}
+
+/**
+ * Sorts a batch of the archive's events, each on the UTC day of its created_at as the store keeps
+ * them. Each event is turned at once into the one row it needs, so the parsed batch can be dropped
+ * young: an event the store holds is staged by its id alone, and only the rest are read whole.
+ */
+function routeBatch(events: readonly AuditEvent[], texts: readonly Buffer[], routing: Routing, tally: Tally): {toImport: EventRecord[]; toStage: EventRecord[]} {
+  const toImport: EventRecord[] = []
+  const toStage: EventRecord[] = []
   for (let k = 0; k < events.length; k++) {
     tally.events++
-    const created = typeof events[k].created_at === 'string' ? Date.parse(events[k].created_at) : Number.NaN
-    const day = Number.isNaN(created) ? first : new Date(created).toISOString().slice(0, 10)
-    // eventRecord refuses an event without an id or a real created_at, naming it: the month fails.
-    const record = eventRecord(day, events[k], texts[k], tally.events)
-    if (day < first || day > last) {
+    // eventIdentity refuses an event without an id or a real created_at, naming it: the month fails.
+    const {id, createdAt} = eventIdentity(events[k], `event ${tally.events} of the archive`)
+    const day = createdAt.slice(0, 10)
+    if (day < routing.from || day > routing.last) {
       tally.outside++
-      continue
+    } else if (routing.importing.has(day)) {
+      if (routing.importedIds?.has(id)) continue
+      routing.importedIds?.add(id)
+      toImport.push(eventRecord(day, events[k], texts[k], tally.events))
+    } else {
+      const print = routing.print(id)
+      if (routing.staged.has(print)) tally.repeats++
+      routing.staged.add(print)
+      if (routing.held.has(print)) {
+        tally.matched.set(day, (tally.matched.get(day) ?? 0) + 1)
+        toStage.push(idOnly(day, id, createdAt))
+      } else {
+        toStage.push(eventRecord(day, events[k], texts[k], tally.events))
+      }
     }
-
-    records.push(record)
   }
 
-  return records
+  return {toImport, toStage}
+}
+
+/** The ids the store holds on the month's days, as fingerprints; read a day at a time (one index scan each). */
+async function heldIds(trx: Kysely<Database>, first: string, last: string, print: (id: string) => Fingerprint): Promise<IdFingerprints> {
+  const held = idFingerprints()
+  for (const day of daysBetween(first, last)) for (const id of await storedIdsOf(trx, day)) held.add(print(id))
+  return held
 }
 
 export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: ArchiveMonthOptions): Promise<MonthResult> {
@@ -180,9 +233,13 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
   const tally = new Tally()
   const counted = {...emptyResult(month, 'consistent', ''), coveredTo: coveredLast, checksum: info.checksum}
   const archive = info
+  const partition = partitionOf(first)
 
   try {
-    await ensurePartitions(db, [first])
+    // Importing a month the store has no partition for (a new deployment's past): its table is
+    // made, loaded without indexes and attached in the transaction below; else the partition is made now.
+    const newMonth = options.fill && !(await partitionExists(db, partition.name))
+    if (!newMonth) await ensurePartitions(db, [first])
     return await store.transaction(async (trx, append) => {
       await createStaging(trx)
       await roomForComparing(trx)
@@ -193,81 +250,64 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       // invisible until the commit; a run claiming one meanwhile waits for it), so their events
       // can go straight into the store as they stream, never staged.
       const importing = options.fill ? await claimImportDays(trx, daysBetween(from, coveredLast).filter((day) => !before.has(day))) : []
-      if (importing.length > 0) await sql`DELETE FROM audit_events WHERE day = ANY(${importing}::date[])`.execute(trx)
-      const imported = new Map(importing.map((day) => [day, [] as string[]]))
-      const importedIds = new Set<string>()
-      const matched = new Map<string, number>()
+      const monthTable = newMonth && importing.length > 0 ? await newMonthTable(trx, partition) : undefined
+      if (importing.length > 0 && !monthTable) await sql`DELETE FROM audit_events WHERE day = ANY(${importing}::date[])`.execute(trx)
+      // Seeded per run: a fingerprint collision, however unlikely, is not met again when the month is checked again.
+      const seed = randomInt(2 ** 31)
+      const print = (id: string) => fingerprint(id, seed)
+      const routing: Routing = {
+        from,
+        last: coveredLast,
+        importing: new Set(importing),
+        importedIds: monthTable ? undefined : new Set(),
+        held: monthTable ? idFingerprints() : await heldIds(trx, first, monthBounds(month).last, print),
+        print,
+        staged: idFingerprints(),
+      }
 
       const download = await archives.openDownload(archive, {signal: options.signal})
-      const reading = readArchiveEvents(download, {expectedChecksum: archive.checksum, signal: options.signal})
       // Every batch is provisional until the reader returns: only then has the checksum been checked.
-      // The next batch is read and parsed while this one is compared and loaded (the database's
-      // time and ours overlap); a batch that fails is left to the transaction's end, unawaited.
-      let ahead = reading.next()
-      let finished = false
-      try {
-        for (;;) {
-          const step = await ahead
-          if (step.done) {
-            finished = true
-            break
-          }
-
-          ahead = reading.next()
-          ahead.catch(() => {})
-          const records = archiveRecords(step.value.events, step.value.texts, from, coveredLast, tally)
-          const toImport: EventRecord[] = []
-          const toStage: EventRecord[] = []
-          for (const record of records) {
-            const ids = imported.get(record.day)
-            if (!ids) {
-              toStage.push(record)
-            } else if (!importedIds.has(record.id)) {
-              importedIds.add(record.id)
-              ids.push(record.id)
-              toImport.push(record)
-            }
-          }
-
-          // What the store holds already is staged by its id alone: compared, never copied twice.
-          const held = await storedAmong(trx, toStage.map((record) => record.id), first, next)
-          for (const record of toStage) {
-            if (held.has(record.id)) matched.set(record.day, (matched.get(record.day) ?? 0) + 1)
-          }
-
-          await append(toImport, 'audit_events')
-          await append(toStage.map((record) => (held.has(record.id) ? idOnly(record) : record)))
-        }
-      } finally {
-        // Left early (a failure): the reader is closed once its batch in flight is in, which ends the download.
-        if (!finished) ahead.finally(() => (reading as AsyncGenerator<unknown, unknown>).return(undefined)).catch(() => {})
+      // Each batch is sorted and handed to the database before the next is parsed; the database
+      // loads it while the next is read (append returns once the rows are sent).
+      for await (const batch of readArchiveEvents(download, {expectedChecksum: archive.checksum, signal: options.signal, batchEvents: BATCH_EVENTS})) {
+        const {toImport, toStage} = routeBatch(batch.events, batch.texts, routing, tally)
+        await append(toImport, monthTable ?? 'audit_events')
+        await append(toStage)
       }
 
       counted.archiveEvents = tally.events
-      await prepareStaging(trx)
+      const duplicates = monthTable ? await attachMonthTable(trx, partition) : 0
+      if (duplicates > 0) logger.info(`${month}: ${duplicates} event(s) listed twice in the archive, stored once`)
+      // A repeated id is removed here, the first kept; with none (the fingerprints say so exactly), the table is left as loaded.
+      if (tally.repeats > 0) await dedupeStaged(trx)
       // The month's records are locked until the commit: a day being collected meanwhile waits, or
       // (PROCESSING now, or collected again since the download began) is not compared.
       const locked = await monthRecords(trx, first, next, {lock: true})
       const compared = [...locked.values()]
-        .filter((row) => row.status === 'SUCCESS' && row.day >= from && row.day <= coveredLast && !imported.has(row.day) && before.get(row.day)?.claim_token === row.claim_token)
+        .filter((row) => row.status === 'SUCCESS' && row.day >= from && row.day <= coveredLast && !routing.importing.has(row.day) && before.get(row.day)?.claim_token === row.claim_token)
         .map((row) => row.day)
-      const onlyInStore = await storeOnly(trx, compared)
+      const {onlyInStore, heldButAbsent} = await compareMonth(trx, compared, first, next)
+      if (heldButAbsent > 0) {
+        throw new Error(`${heldButAbsent} archive event(s) were taken for stored ones and are not (an id fingerprint collided): the month could not be compared exactly; check it again`)
+      }
+
       const missing = await stagedPerDay(trx)
       const recoveredDays = compared.filter((day) => (missing.get(day) ?? 0) > 0)
       await storeStaged(trx, recoveredDays)
       for (const day of recoveredDays) await recordRecovered(trx, day, missing.get(day)!)
-      for (const [day, ids] of imported) await recordImported(trx, day, ids)
+      const imported = await storedDigests(trx, importing)
+      for (const day of importing) await recordImported(trx, day, imported.get(day) ?? {count: 0, digest: eventsDigest([])})
       // Only the recovered events are written: imported days are whole days, reaching the sinks.
       await writeStagedEvents(trx, recoveredDays, deps.output, {format: options.format, linesPerSecond: options.linesPerSecond, paceClock: deps.paceClock, signal: options.signal})
 
       counted.daysCompared = compared.length
-      counted.matched = [...matched.values()].reduce((sum, n) => sum + n, 0)
+      const done = new Set(compared)
+      counted.matched = [...tally.matched.values()].reduce((sum, n) => sum + n, 0)
       counted.recovered = recoveredDays.reduce((sum, day) => sum + missing.get(day)!, 0)
       counted.onlyInStore = onlyInStore.reduce((sum, day) => sum + day.count, 0)
       counted.onlyInStoreSample = onlyInStore.flatMap((day) => day.sample.map((id) => ({day: day.day, id}))).slice(0, SAMPLE_IDS)
-      counted.importedDays = imported.size
-      counted.importedEvents = importedIds.size
-      const done = new Set(compared)
+      counted.importedDays = importing.length
+      counted.importedEvents = [...imported.values()].reduce((sum, day) => sum + day.count, 0)
       counted.notCollected = [...missing].filter(([day]) => !done.has(day)).reduce((sum, [, n]) => sum + n, 0)
       counted.outcome = counted.onlyInStore > 0 ? 'mismatch' : 'consistent'
       counted.message = monthMessage(counted, tally.outside)
@@ -284,6 +324,12 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
 
     return emptyResult(month, 'failed', `${month}: ${oneLine(safeErrorMessage(error), 500)}; nothing was changed`)
   }
+}
+
+/** Does the store have this month's partition? */
+async function partitionExists(db: Kysely<Database>, name: string): Promise<boolean> {
+  const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
+  return found.rows[0]?.exists === true
 }
 
 /** What a checked month comes to, in one line. */

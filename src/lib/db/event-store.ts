@@ -60,30 +60,58 @@ function field(object: unknown, name: string): unknown {
 }
 
 /** Earliest and latest instants PostgreSQL's timestamptz and JavaScript's Date both hold. */
-const EARLIEST = Date.UTC(1, 0, 1)
+const EARLIEST = Date.parse('0001-01-01T00:00:00.000Z')
 const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+
+/**
+ * An event's id and created_at (as an ISO instant), checked: throws UnstorableEvent, naming the
+ * event as `where` says, for an id that is not a usable string or a created_at that is not a real time.
+ */
+export function eventIdentity(event: AuditEvent, where: string): {id: string; createdAt: string} {
+  if (typeof event.id !== 'string' || event.id === '' || event.id.includes('\u0000') || event.id.length > MAX_COLUMN_CHARS) {
+    throw new UnstorableEvent(`${where} has no usable id (a non-empty string of at most ${MAX_COLUMN_CHARS} characters): nothing of the day is stored`)
+  }
+
+  if (typeof event.created_at === 'string' && isCanonicalInstant(event.created_at)) return {id: event.id, createdAt: event.created_at}
+  const created = typeof event.created_at === 'string' ? Date.parse(event.created_at) : Number.NaN
+  if (Number.isNaN(created) || created < EARLIEST || created > LATEST) {
+    throw new UnstorableEvent(`${where} (id ${event.id}) has no created_at that is a real time: nothing of the day is stored`)
+  }
+
+  return {id: event.id, createdAt: new Date(created).toISOString()}
+}
+
+/** UTC to the second, or to the millisecond: the shapes Heroku writes, and what toISOString would give back (no fraction, or "Z" instead of ".000Z", aside). */
+const CANONICAL_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{3})?Z$/
+
+/**
+ * Is this created_at already an exact UTC instant that needs no normalising: a real calendar
+ * date, from year 1? Most are, and checking them is several times cheaper than Date.parse and
+ * toISOString (a month's archive holds millions). Anything else takes the long way.
+ */
+function isCanonicalInstant(text: string): boolean {
+  const parts = CANONICAL_INSTANT.exec(text)
+  if (!parts) return false
+  const year = Number(parts[1])
+  const month = Number(parts[2])
+  const day = Number(parts[3])
+  if (year < 1 || month < 1 || month > 12 || day < 1) return false
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+  return day <= (month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31)
+}
 
 /**
  * The record of one event of `day`. Throws UnstorableEvent for an event without an id or a
  * created_at that is a real time: it could be neither found nor ordered.
  */
 export function eventRecord(day: string, event: AuditEvent, json: string | Uint8Array, position: number): EventRecord {
-  const where = `event ${position} of ${day}`
-  if (typeof event.id !== 'string' || event.id === '' || event.id.includes('\u0000') || event.id.length > MAX_COLUMN_CHARS) {
-    throw new UnstorableEvent(`${where} has no usable id (a non-empty string of at most ${MAX_COLUMN_CHARS} characters): nothing of the day is stored`)
-  }
-
-  const created = typeof event.created_at === 'string' ? Date.parse(event.created_at) : Number.NaN
-  if (Number.isNaN(created) || created < EARLIEST || created > LATEST) {
-    throw new UnstorableEvent(`${where} (id ${event.id}) has no created_at that is a real time: nothing of the day is stored`)
-  }
-
+  const {id, createdAt} = eventIdentity(event, `event ${position} of ${day}`)
   const account = field(event.enterprise_account, 'name') ?? field(event.enterprise_account, 'id')
   return {
     day,
-    id: event.id,
+    id,
     json,
-    createdAt: new Date(created).toISOString(),
+    createdAt,
     type: column(event.type) ?? '',
     action: column(event.action) ?? '',
     actorEmail: column(field(event.actor, 'email')),
@@ -208,7 +236,10 @@ export function copyWriter(): (records: readonly EventRecord[]) => Buffer {
 export type AppendEvents = (records: readonly EventRecord[], into?: LoadTarget) => Promise<void>
 
 /** Where a store transaction's loader writes: the store itself, or the staging table (see staging-queries.ts). */
-export type LoadTarget = 'audit_events' | 'audit_staged_events'
+export type LoadTarget = 'audit_events' | 'audit_staged_events' | MonthTable
+
+/** A month's table being loaded before it is attached as the store's partition (see staging-queries.ts, newMonthTable). */
+export type MonthTable = `audit_events_y${string}`
 
 export interface EventStore {
   /**
@@ -253,36 +284,49 @@ function postgresEventStore(pool: pg.Pool): EventStore {
     async transaction(work, into = 'audit_events') {
       const client = await pool.connect()
       let failure: unknown
-      // The page's COPY runs on the server while the day job reads and writes the next page: append
-      // returns once the rows are sent, and whatever comes next on this session (the next append,
-      // any statement, the commit) first waits for it, so a failed COPY is reported by the next
-      // step, as itself. At most one page is in flight.
-      let copying: Promise<unknown> | undefined
+      // One COPY stays open while appends go to the same table: each call's rows stream to the
+      // server as soon as they are encoded, and the server loads them while the caller reads the
+      // next page or batch, with no statement (and no round trip) per call. Whatever else comes on
+      // this session (an append to another table, any statement, the commit) first ends it and
+      // waits for the server to finish it (settle), so a failed COPY is reported by that step, as
+      // itself, unless a later append met it first.
+      let open: {target: LoadTarget; stream: ReturnType<typeof copyFrom>; finished: Promise<unknown>} | undefined
       const settle = async () => {
-        const pending = copying
-        copying = undefined
-        await pending
+        const current = open
+        open = undefined
+        if (!current) return
+        current.stream.end()
+        await current.finished
       }
 
-      // Two row buffers take turns: one is in flight while the next page is written into the other,
-      // and each is written again only once the COPY that sent it is over (settle).
-      const writers = [copyWriter(), copyWriter()]
-      let turn = 0
+      const writer = copyWriter()
       try {
-        const append: AppendEvents = (records, target = into) => {
-          if (records.length === 0) return Promise.resolve()
-          // Encoded at once, before waiting: the page's records and bytes can then be dropped while
-          // the COPY in flight finishes, rather than live long enough to reach the old generation.
-          turn = 1 - turn
-          const rows = writers[turn](records)
-          return (async () => {
-            await settle()
-            const stream = client.query(copyFrom(`COPY ${target} (${COLUMNS.join(', ')}) FROM STDIN`))
-            copying = once(stream, 'finish')
-            // Surfaced by settle(); never an unhandled rejection meanwhile.
-            copying.catch(() => {})
-            stream.end(rows)
-          })()
+        const append: AppendEvents = async (records, target = into) => {
+          if (records.length === 0) return
+          // Encoded at once, before waiting, into bytes of their own (the socket may still hold
+          // them after the write returns): the records can be dropped while this call is pending,
+          // rather than live long enough to reach the old generation.
+          const rows = Buffer.from(writer(records))
+          if (open && open.target !== target) await settle()
+          if (!open) {
+            // A month table made in this transaction (newMonthTable) takes its rows frozen and
+            // marked all-visible at once: no vacuum needs to visit them, and index-only scans can.
+            const freeze = target === 'audit_events' || target === 'audit_staged_events' ? '' : ' WITH (FREEZE)'
+            const stream = client.query(copyFrom(`COPY ${target} (${COLUMNS.join(', ')}) FROM STDIN${freeze}`))
+            const finished = once(stream, 'finish')
+            // Surfaced by settle() or the next append; never an unhandled rejection meanwhile.
+            finished.catch(() => {})
+            open = {target, stream, finished}
+          }
+
+          const {stream, finished} = open
+          // Back-pressure: returns once the socket has taken the rows, or with the COPY's failure.
+          await Promise.race([
+            new Promise<void>((resolve, reject) => {
+              stream.write(rows, (error) => (error ? reject(error) : resolve()))
+            }),
+            finished,
+          ])
         }
 
         return await overClient(client, settle).transaction().execute(async (trx) => {
@@ -333,10 +377,10 @@ function kyselyEventStore(db: Kysely<Database>): EventStore {
 }
 
 /** The month partition a day belongs to: its name and bounds. */
-export function partitionOf(day: string): {name: string; from: string; to: string} {
+export function partitionOf(day: string): {name: MonthTable; from: string; to: string} {
   const [year, month] = day.split('-').map(Number)
   const next = month === 12 ? `${String(year + 1).padStart(4, '0')}-01-01` : `${String(year).padStart(4, '0')}-${String(month + 1).padStart(2, '0')}-01`
-  return {name: `audit_events_y${String(year).padStart(4, '0')}m${String(month).padStart(2, '0')}`, from: `${day.slice(0, 7)}-01`, to: next}
+  return {name: `audit_events_y${String(year).padStart(4, '0')}m${String(month).padStart(2, '0')}` as MonthTable, from: `${day.slice(0, 7)}-01`, to: next}
 }
 
 /** How long DDL on audit_events waits for its lock before giving up for now (see ensurePartitions). */

@@ -2,7 +2,7 @@ import {type Kysely, sql} from 'kysely'
 
 import {eventsDigest} from '../processing/events-digest.js'
 import {NOW_UTC} from './audit-log-repository.js'
-import {STORE_COLUMNS} from './event-store.js'
+import {type MonthTable, STORE_COLUMNS} from './event-store.js'
 import type {Database} from './schema.js'
 import {queueDayForSinks} from './sink-queries.js'
 
@@ -31,18 +31,24 @@ export async function createStaging(trx: Kysely<Database>): Promise<void> {
 
 /**
  * Makes the loaded staging table ready to compare: one row per id (a source may list an event
- * twice; the first kept), an index on id, and statistics for the planner.
+ * twice; the first kept), a unique index on id, and statistics for the planner. The index's build
+ * is what finds a repeated id: the rows are only scanned for duplicates when it fails.
  */
 export async function prepareStaging(trx: Kysely<Database>): Promise<{duplicates: number}> {
-  const counted = await sql<{rows: number; ids: number}>`SELECT count(*)::int AS rows, count(DISTINCT id)::int AS ids FROM audit_staged_events`.execute(trx)
-  const {rows = 0, ids = 0} = counted.rows[0] ?? {}
-  if (rows > ids) {
-    await sql`DELETE FROM audit_staged_events a USING audit_staged_events b WHERE a.id = b.id AND a.ctid > b.ctid`.execute(trx)
+  const index = sql`CREATE UNIQUE INDEX audit_staged_events_id ON audit_staged_events (id)`
+  let duplicates = 0
+  await sql`SAVEPOINT staged_ids`.execute(trx)
+  try {
+    await index.execute(trx)
+  } catch (error) {
+    if ((error as {code?: unknown}).code !== '23505') throw error
+    await sql`ROLLBACK TO SAVEPOINT staged_ids`.execute(trx)
+    duplicates = await dedupeStaged(trx)
+    await index.execute(trx)
   }
 
-  await sql`CREATE INDEX ON audit_staged_events (id)`.execute(trx)
   await sql`ANALYZE audit_staged_events`.execute(trx)
-  return {duplicates: rows - ids}
+  return {duplicates}
 }
 
 export interface StoreOnlyDay {
@@ -82,22 +88,7 @@ export async function dropMatched(trx: Kysely<Database>, from: string, until: st
   return new Map(matched.rows.map((row) => [row.day, row.count]))
 }
 
-/**
- * The ids of `ids` the store holds on a day of [from, until): one probe of the primary key per id
- * (a lateral join the planner cannot turn into a scan), so a source can be compared while it
- * loads, batch by batch. Written as `id = ANY(…) AND day …`, the planner took a whole month's
- * time index and filtered it, for every batch, right after a big import (no statistics yet):
- * 100 s of scans for a 310,000-event month, against 3 s of probes.
- */
-export async function storedAmong(trx: Kysely<Database>, ids: readonly string[], from: string, until: string): Promise<Set<string>> {
-  if (ids.length === 0) return new Set()
-  const found = await sql<{id: string}>`
-    SELECT held.id FROM unnest(${[...ids]}::text[]) AS probe(id)
-    JOIN LATERAL (SELECT id FROM audit_events WHERE id = probe.id AND day >= ${from}::date AND day < ${until}::date LIMIT 1) AS held ON true`.execute(trx)
-  return new Set(found.rows.map((row) => row.id))
-}
-
-/** The staged events with their text (not ID_ONLY), per day: after dropMatched or storedAmong, those the store lacks. */
+/** The staged events with their text (not ID_ONLY), per day: after dropMatched, or staging the held ones by id alone, those the store lacks. */
 export async function stagedPerDay(trx: Kysely<Database>): Promise<Map<string, number>> {
   const rows = await sql<{day: string; count: number}>`
     SELECT day::text AS day, count(*)::int AS count FROM audit_staged_events WHERE event_json <> ${ID_ONLY} GROUP BY day`.execute(trx)
@@ -202,9 +193,95 @@ export async function claimImportDays(trx: Kysely<Database>, days: readonly stri
 }
 
 /** Sets an imported day's count and digest (over the ids it stored), and queues it for the sinks. */
-export async function recordImported(trx: Kysely<Database>, day: string, ids: readonly string[]): Promise<void> {
-  await sql`UPDATE audit_events_log SET events_count = ${ids.length}, events_digest = ${eventsDigest(ids)} WHERE process_date = ${day}`.execute(trx)
+export async function recordImported(trx: Kysely<Database>, day: string, stored: {count: number; digest: string}): Promise<void> {
+  await sql`UPDATE audit_events_log SET events_count = ${stored.count}, events_digest = ${stored.digest} WHERE process_date = ${day}`.execute(trx)
   await queueDayForSinks(trx, day)
+}
+
+/** The ids the store holds on `day`, in no order. */
+export async function storedIdsOf(trx: Kysely<Database>, day: string): Promise<string[]> {
+  // JSON rather than an array: the driver reads it with one JSON.parse, several times faster.
+  const {rows} = await sql<{ids: string[] | string}>`SELECT coalesce(json_agg(id), '[]') AS ids FROM audit_events WHERE day = ${day}::date`.execute(trx)
+  const ids = rows[0]?.ids ?? []
+  return typeof ids === 'string' ? (JSON.parse(ids) as string[]) : ids
+}
+
+/** The digest (see events-digest.ts) and count of the events the store holds on each of `days` (a day without any is absent). */
+export async function storedDigests(trx: Kysely<Database>, days: readonly string[]): Promise<Map<string, {count: number; digest: string}>> {
+  const digests = new Map<string, {count: number; digest: string}>()
+  // A day's ids at a time: a month's would be one big result.
+  for (const day of days) {
+    const ids = await storedIdsOf(trx, day)
+    if (ids.length > 0) digests.set(day, {count: ids.length, digest: eventsDigest(ids)})
+  }
+
+  return digests
+}
+
+/**
+ * Compares the staging table with the month [from, until) of the store in one hash join: the
+ * stored events of `days` the staging table does not hold (as storeOnly does), and how many
+ * events staged by their id alone (taken as held while loading) on `days` the store does not hold
+ * on the month's days: none, unless an id fingerprint collided (see id-fingerprints.ts).
+ */
+export async function compareMonth(trx: Kysely<Database>, days: readonly string[], from: string, until: string): Promise<{onlyInStore: StoreOnlyDay[]; heldButAbsent: number}> {
+  if (days.length === 0) return {onlyInStore: [], heldButAbsent: 0}
+  const compared = sql`${[...days]}::date[]`
+  const {rows} = await sql<{day: string | null; count: number; sample: string | null}>`
+    WITH unmatched AS (
+      SELECT s.id AS staged_id, s.day AS staged_day, s.event_json = ${ID_ONLY} AS id_only, e.id AS stored_id, e.day AS stored_day
+      FROM audit_staged_events s
+      FULL JOIN (SELECT id, day FROM audit_events WHERE day >= ${from}::date AND day < ${until}::date) e ON e.id = s.id
+      WHERE s.id IS NULL OR e.id IS NULL)
+    SELECT stored_day::text AS day, count(*)::int AS count, to_json((array_agg(stored_id ORDER BY stored_id))[1:${SAMPLE_IDS}])::text AS sample
+    FROM unmatched WHERE staged_id IS NULL AND stored_day = ANY(${compared}) GROUP BY stored_day
+    UNION ALL
+    SELECT NULL, count(*)::int, NULL FROM unmatched WHERE stored_id IS NULL AND id_only AND staged_day = ANY(${compared})
+    ORDER BY day NULLS LAST`.execute(trx)
+  const heldButAbsent = rows.find((row) => row.day === null)?.count ?? 0
+  const onlyInStore = rows.filter((row) => row.day !== null).map((row) => ({day: row.day!, count: row.count, sample: JSON.parse(row.sample!) as string[]}))
+  return {onlyInStore, heldButAbsent}
+}
+
+/** Removes repeated ids from the staging table (a source listing an event twice: the first kept). Returns how many. */
+export async function dedupeStaged(trx: Kysely<Database>): Promise<number> {
+  const removed = await sql`DELETE FROM audit_staged_events a USING audit_staged_events b WHERE a.id = b.id AND a.ctid > b.ctid`.execute(trx)
+  return Number(removed.numAffectedRows ?? 0)
+}
+
+/**
+ * Creates, in this transaction, the table for a month the store has no partition for: the store's
+ * columns, no index, and a CHECK of the month's bounds (so attaching it need not scan it). Returns
+ * its name, or undefined when the partition exists (made meanwhile by another run).
+ */
+export async function newMonthTable(trx: Kysely<Database>, month: {name: MonthTable; from: string; to: string}): Promise<MonthTable | undefined> {
+  const found = await sql<{exists: boolean}>`SELECT to_regclass(${month.name}) IS NOT NULL AS exists`.execute(trx)
+  if (found.rows[0]?.exists) return undefined
+  const bounds = sql`CHECK (day >= ${sql.lit(month.from)}::date AND day < ${sql.lit(month.to)}::date)`
+  await sql`CREATE TABLE ${sql.table(month.name)} (LIKE audit_events INCLUDING DEFAULTS, CONSTRAINT ${sql.ref(`${month.name}_bounds`)} ${bounds})`.execute(trx)
+  return month.name
+}
+
+/**
+ * Attaches a loaded month table (newMonthTable) as the store's partition: PostgreSQL then builds
+ * its indexes in one sorted pass each, far cheaper than maintaining them row by row as it loaded.
+ * An id loaded twice (a source listing an event twice) is kept once: the primary key's build
+ * refuses it, and the later copies are removed before attaching again. Returns how many were removed.
+ */
+export async function attachMonthTable(trx: Kysely<Database>, month: {name: MonthTable; from: string; to: string}): Promise<number> {
+  const attach = sql`ALTER TABLE audit_events ATTACH PARTITION ${sql.table(month.name)} FOR VALUES FROM (${sql.lit(month.from)}) TO (${sql.lit(month.to)})`
+  await sql`SAVEPOINT attach_month`.execute(trx)
+  try {
+    await attach.execute(trx)
+    return 0
+  } catch (error) {
+    if ((error as {code?: unknown}).code !== '23505') throw error
+  }
+
+  await sql`ROLLBACK TO SAVEPOINT attach_month`.execute(trx)
+  const removed = await sql`DELETE FROM ${sql.table(month.name)} a USING ${sql.table(month.name)} b WHERE a.id = b.id AND a.ctid > b.ctid`.execute(trx)
+  await attach.execute(trx)
+  return Number(removed.numAffectedRows ?? 0)
 }
 
 /** Lets this transaction's joins and sorts use more memory than the server's default, so a month's comparison stays off disk. */
