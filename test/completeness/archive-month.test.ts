@@ -4,12 +4,12 @@
  * or failed download that changes nothing.
  */
 import {expect} from 'chai'
-import type {Kysely} from 'kysely'
+import {type Kysely, sql} from 'kysely'
 
-import {type ArchiveMonthOptions, checkArchiveMonth, coveredTo, monthBounds} from '../../src/lib/completeness/archive-month.js'
+import {type ArchiveMonthDeps, type ArchiveMonthOptions, checkArchiveMonth, coveredTo, monthBounds} from '../../src/lib/completeness/archive-month.js'
 import {monthsToVerify, runArchiveMonths} from '../../src/lib/completeness/archive-months.js'
 import {findDay} from '../../src/lib/db/audit-log-repository.js'
-import {eventStoreFor} from '../../src/lib/db/event-store.js'
+import {ensurePartitions, eventStoreFor} from '../../src/lib/db/event-store.js'
 import {findEvent, storeStats} from '../../src/lib/db/event-queries.js'
 import type {Database} from '../../src/lib/db/schema.js'
 import {createArchiveClient} from '../../src/lib/heroku/archives.js'
@@ -19,7 +19,7 @@ import {eventsDigest} from '../../src/lib/processing/events-digest.js'
 import {type AuditEvent, generateEvents, oddEvents} from '../fake-heroku/events.js'
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {CaptureStream, captureLogger} from '../support/capture.js'
-import {describeOnEngines} from '../support/db.js'
+import {describeOnEngines, snapshot} from '../support/db.js'
 import {useJobSuite} from '../support/job-suite.js'
 
 const MONTH = '2025-09'
@@ -58,11 +58,17 @@ describeOnEngines('archives: a month checked against its archive', (engine) => {
     return createArchiveClient({apiUrl: fake.url, token: fake.token, accountId: 'acme', baseDelayMs: 5, maxDelayMs: 20})
   }
 
-  function check(options: Partial<ArchiveMonthOptions> = {}) {
+  function check(options: Partial<ArchiveMonthOptions> = {}, deps: Partial<ArchiveMonthDeps> = {}) {
     const output = new CaptureStream()
     const logger = captureLogger()
-    const done = checkArchiveMonth({db, store: eventStoreFor(db), archives: archives(), output, logger}, {month: MONTH, fill: false, format: 'json', ...options})
+    const done = checkArchiveMonth({db, store: eventStoreFor(db), archives: archives(), output, logger, ...deps}, {month: MONTH, fill: false, format: 'json', ...options})
     return {output, logger, done}
+  }
+
+  /** How many rows the store holds for this id (on any day). */
+  async function storedCopies(id: string): Promise<number> {
+    const {rows} = await sql<{n: number}>`SELECT count(*)::int AS n FROM audit_events WHERE id = ${id}`.execute(db)
+    return rows[0].n
   }
 
   it('finds a collected month consistent, records it, and writes nothing', async () => {
@@ -197,6 +203,216 @@ describeOnEngines('archives: a month checked against its archive', (engine) => {
     expect(await monthsToVerify(db, listed), 'checked against this checksum').to.deep.equal([])
     fake.setArchive(MONTH, {addEvents: [{...generateEvents('2025-09-04', 1, {seed: 77})[0], id: 'new-in-file'}]})
     expect((await monthsToVerify(db, await archives().listArchives())).map((info) => info.month), 'the file changed').to.deep.equal([MONTH])
+  })
+
+  describe('a month the store has no partition for', () => {
+    // Months no other test here collects: each test drops its month's partition first, so the
+    // store has never held it, and forgets its archive after.
+    const used = new Set<string>()
+
+    afterEach(() => {
+      for (const month of used) fake.removeArchive(month)
+      used.clear()
+    })
+
+    /** The month's table name, after making sure the store has no such table. */
+    async function withoutPartition(month: string): Promise<string> {
+      used.add(month)
+      const table = `audit_events_y${month.replace('-', 'm')}`
+      await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(db)
+      expect(await tableExists(table), 'no partition yet').to.equal(false)
+      return table
+    }
+
+    async function tableExists(table: string): Promise<boolean> {
+      const {rows} = await sql<{exists: boolean}>`SELECT to_regclass(${table}) IS NOT NULL AS exists`.execute(db)
+      return rows[0].exists
+    }
+
+    /** The month's archive, from events only it holds (the events API serves none of them). */
+    function archiveEventsOf(month: string, perDay: Record<string, number>, seed: number): Map<string, AuditEvent[]> {
+      const events = new Map<string, AuditEvent[]>()
+      for (const [day, count] of Object.entries(perDay)) {
+        expect(day.startsWith(`${month}-`), day).to.equal(true)
+        events.set(day, generateEvents(day, count, {seed}))
+      }
+
+      return events
+    }
+
+    async function monthLog(month: string) {
+      const {first, next} = monthBounds(month)
+      return db.selectFrom('audit_events_log').selectAll().where('process_date', '>=', first).where('process_date', '<', next).orderBy('process_date').execute()
+    }
+
+    /** The table's indexes, and how many of them are partitions of audit_events' own. */
+    async function indexesOf(table: string): Promise<{all: number; attached: number}> {
+      const {rows} = await sql<{all: number; attached: number}>`
+        SELECT count(*)::int AS all,
+          count(*) FILTER (WHERE EXISTS (
+            SELECT 1 FROM pg_inherits h JOIN pg_index parent ON parent.indexrelid = h.inhparent
+            WHERE h.inhrelid = x.indexrelid AND parent.indrelid = 'audit_events'::regclass))::int AS attached
+        FROM pg_index x WHERE x.indrelid = to_regclass(${table})`.execute(db)
+      return rows[0]
+    }
+
+    it('imports a month the store has no partition for into a new partition, indexed and searchable', async () => {
+      const month = '2019-03'
+      const table = await withoutPartition(month)
+      const events = archiveEventsOf(month, {'2019-03-01': 25, '2019-03-14': 40, '2019-03-31': 15}, 81)
+      const all = [...events.values()].flat()
+      fake.setArchive(month, {addEvents: all})
+      const {output, logger, done} = check({month, fill: true})
+      const result = await done
+      expect(result, result.message).to.include({outcome: 'consistent', importedDays: 31, importedEvents: all.length, archiveEvents: all.length, daysCompared: 0, recovered: 0})
+      expect(output.text, 'imported days are not written on stdout').to.equal('')
+      expect(logger.text()).to.not.match(/listed twice/)
+
+      // A partition of audit_events, for the month's bounds.
+      const {rows: partitions} = await sql<{partition: boolean; parent: string; bounds: string}>`
+        SELECT c.relispartition AS partition, p.relname AS parent, pg_get_expr(c.relpartbound, c.oid) AS bounds
+        FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid JOIN pg_class p ON p.oid = i.inhparent
+        WHERE c.oid = to_regclass(${table})`.execute(db)
+      expect(partitions).to.have.length(1)
+      expect(partitions[0]).to.include({partition: true, parent: 'audit_events'})
+      expect(partitions[0].bounds).to.equal("FOR VALUES FROM ('2019-03-01') TO ('2019-04-01')")
+
+      // Every index of audit_events built on it, as on a partition made the usual way.
+      const {rows: parent} = await sql<{n: number}>`SELECT count(*)::int AS n FROM pg_index WHERE indrelid = 'audit_events'::regclass`.execute(db)
+      expect(parent[0].n, "audit_events' indexes").to.be.at.least(6)
+      expect(await indexesOf(table)).to.deep.equal({all: parent[0].n, attached: parent[0].n})
+      await ensurePartitions(db, ['2025-09-01'])
+      expect((await indexesOf('audit_events_y2025m09')).all, 'as many as a partition made by ensurePartitions').to.equal(parent[0].n)
+
+      // Searchable, as the archive has them.
+      for (const event of [all[0], all[30], all.at(-1)!]) {
+        const stored = await findEvent(db, event.id)
+        expect(stored?.event_json, event.id).to.equal(JSON.stringify(event))
+        expect(stored?.day, event.id).to.equal(event.created_at.slice(0, 10))
+      }
+
+      expect((await storeStats(db)).events).to.equal(all.length)
+      const log = await monthLog(month)
+      expect(log.map((row) => row.process_date)).to.have.length(31)
+      for (const row of log) {
+        const ids = (events.get(row.process_date) ?? []).map((event) => event.id)
+        expect(row, row.process_date).to.include({status: 'SUCCESS', source: 'archive', events_count: ids.length, events_digest: eventsDigest(ids)})
+      }
+
+      // Checked again: the partition exists now, and every day is recorded.
+      expect(await check({month, fill: true}).done).to.include({outcome: 'consistent', importedDays: 0, daysCompared: 31, matched: all.length, recovered: 0})
+    })
+
+    it('stores an event the archive lists on two different days once, on a new partition', async () => {
+      const month = '2019-06'
+      await withoutPartition(month)
+      const events = archiveEventsOf(month, {'2019-06-03': 6, '2019-06-04': 6}, 84)
+      const all = [...events.values()].flat()
+      const moved = events.get('2019-06-03')![2]
+      // The same id again, a day later.
+      fake.setArchive(month, {addEvents: [...all, {...moved, created_at: '2019-06-04T08:00:00Z'}]})
+      const result = await check({month, fill: true}).done
+      expect(result, result.message).to.include({outcome: 'consistent', archiveEvents: all.length + 1, importedEvents: all.length})
+      expect(await storedCopies(moved.id)).to.equal(1)
+      expect((await storeStats(db)).events).to.equal(all.length)
+    })
+
+    it('recovers into a new partition when every day of the month is recorded but none of its events stored', async () => {
+      // Days collected while EVENT_STORE was off: recorded SUCCESS, no partition ever made.
+      const month = '2019-09'
+      const table = await withoutPartition(month)
+      const {first, last} = monthBounds(month)
+      await sql`
+        INSERT INTO audit_events_log (process_date, status, events_count, created_at, updated_at, attempts)
+        SELECT d, 'SUCCESS', 0, now(), now(), 1 FROM generate_series(${first}::date, ${last}::date, interval '1 day') AS d`.execute(db)
+      const [added] = generateEvents('2019-09-10', 1, {seed: 85})
+      fake.setArchive(month, {addEvents: [added]})
+      const {output, done} = check({month, fill: true})
+      const result = await done
+      expect(result, result.message).to.include({outcome: 'consistent', importedDays: 0, daysCompared: 30, recovered: 1})
+      expect(await tableExists(table)).to.equal(true)
+      expect((await findEvent(db, added.id))?.day).to.equal('2019-09-10')
+      expect(output.text).to.include(added.id)
+    })
+
+    it('stores an event the archive lists twice once, on a new partition', async () => {
+      const month = '2019-05'
+      const table = await withoutPartition(month)
+      const events = archiveEventsOf(month, {'2019-05-10': 12, '2019-05-20': 8}, 82)
+      const all = [...events.values()].flat()
+      const twice = events.get('2019-05-10')![4]
+      fake.setArchive(month, {addEvents: [...all, {...twice}]})
+      const {logger, done} = check({month, fill: true})
+      const result = await done
+      expect(result, result.message).to.include({outcome: 'consistent', archiveEvents: all.length + 1, importedDays: 31, importedEvents: all.length})
+      expect(logger.text()).to.match(/1 event\(s\) listed twice in the archive, stored once/)
+      expect(await tableExists(table)).to.equal(true)
+      expect(await storedCopies(twice.id)).to.equal(1)
+      expect((await storeStats(db)).events).to.equal(all.length)
+      const ids = events.get('2019-05-10')!.map((event) => event.id)
+      expect(await findDay(db, '2019-05-10')).to.include({events_count: ids.length, events_digest: eventsDigest(ids)})
+      const other = events.get('2019-05-20')!.map((event) => event.id)
+      expect(await findDay(db, '2019-05-20')).to.include({events_count: other.length, events_digest: eventsDigest(other)})
+      // The primary key was built once the repeat was gone.
+      const {rows} = await sql<{n: number}>`SELECT count(*)::int AS n FROM pg_index WHERE indrelid = to_regclass(${table}) AND indisprimary AND indisvalid`.execute(db)
+      expect(rows[0].n).to.equal(1)
+    })
+
+    it("changes nothing, and leaves no table behind, when a new month's download fails its checksum", async () => {
+      const month = '2019-07'
+      const table = await withoutPartition(month)
+      const all = [...archiveEventsOf(month, {'2019-07-04': 20}, 83).values()].flat()
+      fake.setArchive(month, {addEvents: all, corruptChecksum: true})
+      const {output, done} = check({month, fill: true})
+      const result = await done
+      expect(result.outcome, result.message).to.equal('checksum-failed')
+      expect(result.message).to.match(/nothing was changed/)
+      expect(output.text).to.equal('')
+      expect(await tableExists(table), 'no month table left behind').to.equal(false)
+      expect(await monthLog(month), 'no day recorded').to.deep.equal([])
+      expect(await findEvent(db, all[0].id)).to.equal(undefined)
+      expect((await storeStats(db)).events).to.equal(0)
+      expect((await db.selectFrom('audit_archives').select('status').where('month', '=', month).executeTakeFirst())?.status).to.equal('checksum-failed')
+    })
+  })
+
+  it('fails the month, changing nothing, when a fingerprint collides', async () => {
+    await collect('2025-09-01', '2025-09-02')
+    const extra = {...generateEvents('2025-09-02', 1, {seed: 84})[0], id: 'collides-0001'}
+    fake.setArchive(MONTH, {addEvents: [extra]})
+    const log = await snapshot(db)
+    const events = (await storeStats(db)).events
+    // Every id fingerprints alike: the archive-only event passes for one the store holds.
+    const {output, done} = check({fill: true}, {fingerprint: () => [7, 7]})
+    const result = await done
+    expect(result.outcome, result.message).to.equal('failed')
+    expect(result.message).to.match(/1 archive event\(s\) were taken for stored ones.*fingerprint collided/)
+    expect(result.message).to.match(/nothing was changed/)
+    expect(output.text).to.equal('')
+    expect(await findEvent(db, extra.id), 'not recovered').to.equal(undefined)
+    expect((await storeStats(db)).events, 'nothing imported').to.equal(events)
+    expect(await snapshot(db), 'no day recorded or changed').to.deep.equal(log)
+    expect(await db.selectFrom('audit_archives').selectAll().execute(), 'the month not recorded').to.deep.equal([])
+
+    // Checked again with the real fingerprints: the event is recovered.
+    const again = await check().done
+    expect(again, again.message).to.include({outcome: 'consistent', recovered: 1})
+    expect((await findEvent(db, extra.id))?.event_json).to.equal(JSON.stringify(extra))
+  })
+
+  it('recovers an event the archive lists twice once', async () => {
+    await collect('2025-09-01', '2025-09-02')
+    const extra = {...generateEvents('2025-09-02', 1, {seed: 85})[0], id: 'listed-twice-0001'}
+    fake.setArchive(MONTH, {addEvents: [extra, {...extra}]})
+    const before = await findDay(db, '2025-09-02')
+    const {output, done} = check()
+    const result = await done
+    const collected = byDay.get('2025-09-01')!.length + byDay.get('2025-09-02')!.length
+    const archived = [...byDay.values()].reduce((sum, events) => sum + events.length, 0)
+    expect(result, result.message).to.include({outcome: 'consistent', archiveEvents: archived + 2, matched: collected, recovered: 1, onlyInStore: 0})
+    expect(output.lines().map((line) => (JSON.parse(line) as AuditEvent).id), 'written once').to.deep.equal([extra.id])
+    expect(await storedCopies(extra.id), 'stored once').to.equal(1)
+    expect(await findDay(db, '2025-09-02')).to.include({recovered_events: 1, events_count: (before?.events_count ?? 0) + 1})
   })
 })
 

@@ -54,6 +54,8 @@ export interface ArchiveMonthDeps {
   logger: Logger
   now?: () => Date
   paceClock?: PaceClock
+  /** How ids are fingerprinted (id-fingerprints.ts); a test passes a colliding one. */
+  fingerprint?: (id: string, seed: number) => Fingerprint
 }
 
 export interface ArchiveMonthOptions {
@@ -153,6 +155,8 @@ class Tally {
   readonly matched = new Map<string, number>()
   /** Staged ids that may repeat an earlier one (a fingerprint seen before). */
   repeats = 0
+  /** The same, of the ids loaded into a new month's table. */
+  importRepeats = 0
 }
 
 /** Where each event of the archive goes: straight into the store (a day being imported), or staged for the comparison. */
@@ -161,8 +165,12 @@ interface Routing {
   last: string
   /** The days being imported. */
   importing: ReadonlySet<string>
-  /** Ids already imported: an archive listing an event twice stores it once; none when the month table dedupes at the end. */
+  /**
+   * Ids already imported into an existing partition: an archive listing an event twice stores it
+   * once. A new month's table is deduplicated once loaded instead, when `imported` saw a repeat.
+   */
   importedIds?: Set<string>
+  imported: IdFingerprints
   /** The ids the store held on the month's days as the download began. */
   held: IdFingerprints
   /** The fingerprint both sets use (seeded per run). */
@@ -187,8 +195,15 @@ function routeBatch(events: readonly AuditEvent[], texts: readonly Buffer[], rou
     if (day < routing.from || day > routing.last) {
       tally.outside++
     } else if (routing.importing.has(day)) {
-      if (routing.importedIds?.has(id)) continue
-      routing.importedIds?.add(id)
+      if (routing.importedIds) {
+        if (routing.importedIds.has(id)) continue
+        routing.importedIds.add(id)
+      } else {
+        const print = routing.print(id)
+        if (routing.imported.has(print)) tally.importRepeats++
+        routing.imported.add(print)
+      }
+
       toImport.push(eventRecord(day, events[k], texts[k], tally.events))
     } else {
       const print = routing.print(id)
@@ -250,16 +265,19 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       // invisible until the commit; a run claiming one meanwhile waits for it), so their events
       // can go straight into the store as they stream, never staged.
       const importing = options.fill ? await claimImportDays(trx, daysBetween(from, coveredLast).filter((day) => !before.has(day))) : []
-      const monthTable = newMonth && importing.length > 0 ? await newMonthTable(trx, partition) : undefined
+      // Made even with no day to import: recovered events go to the partition too.
+      const monthTable = newMonth ? await newMonthTable(trx, partition) : undefined
       if (importing.length > 0 && !monthTable) await sql`DELETE FROM audit_events WHERE day = ANY(${importing}::date[])`.execute(trx)
       // Seeded per run: a fingerprint collision, however unlikely, is not met again when the month is checked again.
       const seed = randomInt(2 ** 31)
-      const print = (id: string) => fingerprint(id, seed)
+      const hash = deps.fingerprint ?? fingerprint
+      const print = (id: string) => hash(id, seed)
       const routing: Routing = {
         from,
         last: coveredLast,
         importing: new Set(importing),
         importedIds: monthTable ? undefined : new Set(),
+        imported: idFingerprints(),
         held: monthTable ? idFingerprints() : await heldIds(trx, first, monthBounds(month).last, print),
         print,
         staged: idFingerprints(),
@@ -276,7 +294,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       }
 
       counted.archiveEvents = tally.events
-      const duplicates = monthTable ? await attachMonthTable(trx, partition) : 0
+      const duplicates = monthTable ? await attachMonthTable(trx, partition, {dedupe: tally.importRepeats > 0}) : 0
       if (duplicates > 0) logger.info(`${month}: ${duplicates} event(s) listed twice in the archive, stored once`)
       // A repeated id is removed here, the first kept; with none (the fingerprints say so exactly), the table is left as loaded.
       if (tally.repeats > 0) await dedupeStaged(trx)

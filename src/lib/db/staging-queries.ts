@@ -265,23 +265,21 @@ export async function newMonthTable(trx: Kysely<Database>, month: {name: MonthTa
 /**
  * Attaches a loaded month table (newMonthTable) as the store's partition: PostgreSQL then builds
  * its indexes in one sorted pass each, far cheaper than maintaining them row by row as it loaded.
- * An id loaded twice (a source listing an event twice) is kept once: the primary key's build
- * refuses it, and the later copies are removed before attaching again. Returns how many were removed.
+ * With `dedupe` (the loader saw an id twice), the later copies of each id are removed first, as
+ * the store keeps an event once whatever day it is listed on. Returns how many were removed.
  */
-export async function attachMonthTable(trx: Kysely<Database>, month: {name: MonthTable; from: string; to: string}): Promise<number> {
-  const attach = sql`ALTER TABLE audit_events ATTACH PARTITION ${sql.table(month.name)} FOR VALUES FROM (${sql.lit(month.from)}) TO (${sql.lit(month.to)})`
-  await sql`SAVEPOINT attach_month`.execute(trx)
-  try {
-    await attach.execute(trx)
-    return 0
-  } catch (error) {
-    if ((error as {code?: unknown}).code !== '23505') throw error
+export async function attachMonthTable(trx: Kysely<Database>, month: {name: MonthTable; from: string; to: string}, options: {dedupe: boolean}): Promise<number> {
+  let removed = 0
+  if (options.dedupe) {
+    const deleted = await sql`DELETE FROM ${sql.table(month.name)} a USING ${sql.table(month.name)} b WHERE a.id = b.id AND a.ctid > b.ctid`.execute(trx)
+    removed = Number(deleted.numAffectedRows ?? 0)
   }
 
-  await sql`ROLLBACK TO SAVEPOINT attach_month`.execute(trx)
-  const removed = await sql`DELETE FROM ${sql.table(month.name)} a USING ${sql.table(month.name)} b WHERE a.id = b.id AND a.ctid > b.ctid`.execute(trx)
-  await attach.execute(trx)
-  return Number(removed.numAffectedRows ?? 0)
+  // Room for each index's sort to stay in memory (the server's default, 64 MB, is shared by its
+  // parallel workers): for this transaction only.
+  await sql`SELECT set_config('maintenance_work_mem', '256MB', true)`.execute(trx)
+  await sql`ALTER TABLE audit_events ATTACH PARTITION ${sql.table(month.name)} FOR VALUES FROM (${sql.lit(month.from)}) TO (${sql.lit(month.to)})`.execute(trx)
+  return removed
 }
 
 /** Lets this transaction's joins and sorts use more memory than the server's default, so a month's comparison stays off disk. */
