@@ -4,7 +4,7 @@ import {type Kysely, sql} from 'kysely'
 
 import {ArchiveChecksumMismatch, readArchiveEvents} from '../archives/archive-stream.js'
 import {addDays, daysBetween, yesterdayUtc} from '../dates.js'
-import {type EventRecord, type EventStore, ensurePartitions, eventIdentity, eventRecord, partitionOf} from '../db/event-store.js'
+import {type EventRecord, type EventStore, ensurePartitions, eventIdentity, eventRecord, onServer, partitionOf} from '../db/event-store.js'
 import type {ArchiveStatus, Database} from '../db/schema.js'
 import {
   ID_ONLY,
@@ -294,7 +294,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       }
 
       counted.archiveEvents = tally.events
-      const duplicates = monthTable ? await attachMonthTable(trx, partition, {dedupe: tally.importRepeats > 0}) : 0
+      const duplicates = monthTable ? await attachMonthTable(trx, partition, {dedupe: tally.importRepeats > 0, sortMemory: onServer(db) ? '256MB' : undefined}) : 0
       if (duplicates > 0) logger.info(`${month}: ${duplicates} event(s) listed twice in the archive, stored once`)
       // A repeated id is removed here, the first kept; with none (the fingerprints say so exactly), the table is left as loaded.
       if (tally.repeats > 0) await dedupeStaged(trx)

@@ -258,6 +258,11 @@ export function registerPool(db: Kysely<Database>, pool: pg.Pool): void {
   pools.set(db, pool)
 }
 
+/** Is `db` a PostgreSQL server's (rather than the embedded engine, which runs inside this process)? */
+export function onServer(db: Kysely<Database>): boolean {
+  return pools.has(db)
+}
+
 /** The store of `db`: COPY on PostgreSQL, a multi-row INSERT per call on the embedded engine. */
 export function eventStoreFor(db: Kysely<Database>): EventStore {
   const pool = pools.get(db)

@@ -268,7 +268,11 @@ export async function newMonthTable(trx: Kysely<Database>, month: {name: MonthTa
  * With `dedupe` (the loader saw an id twice), the later copies of each id are removed first, as
  * the store keeps an event once whatever day it is listed on. Returns how many were removed.
  */
-export async function attachMonthTable(trx: Kysely<Database>, month: {name: MonthTable; from: string; to: string}, options: {dedupe: boolean}): Promise<number> {
+export async function attachMonthTable(
+  trx: Kysely<Database>,
+  month: {name: MonthTable; from: string; to: string},
+  options: {dedupe: boolean; sortMemory?: string},
+): Promise<number> {
   let removed = 0
   if (options.dedupe) {
     const deleted = await sql`DELETE FROM ${sql.table(month.name)} a USING ${sql.table(month.name)} b WHERE a.id = b.id AND a.ctid > b.ctid`.execute(trx)
@@ -276,8 +280,9 @@ export async function attachMonthTable(trx: Kysely<Database>, month: {name: Mont
   }
 
   // Room for each index's sort to stay in memory (the server's default, 64 MB, is shared by its
-  // parallel workers): for this transaction only.
-  await sql`SELECT set_config('maintenance_work_mem', '256MB', true)`.execute(trx)
+  // parallel workers), for this transaction only: on a server, not in the embedded engine, whose
+  // memory is this process's and never given back.
+  if (options.sortMemory) await sql`SELECT set_config('maintenance_work_mem', ${options.sortMemory}, true)`.execute(trx)
   await sql`ALTER TABLE audit_events ATTACH PARTITION ${sql.table(month.name)} FOR VALUES FROM (${sql.lit(month.from)}) TO (${sql.lit(month.to)})`.execute(trx)
   return removed
 }
