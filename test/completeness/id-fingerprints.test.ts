@@ -6,17 +6,12 @@
 import {expect} from 'chai'
 
 import {type Fingerprint, fingerprint, idFingerprints} from '../../src/lib/completeness/id-fingerprints.js'
+import {mulberry32} from '../fake-heroku/events.js'
 
-/** A deterministic stream of 32-bit numbers (mulberry32), so a failure can be run again as it was. */
+/** A deterministic stream of 32-bit numbers (the fake's mulberry32), so a failure can be run again as it was. */
 function numbers(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
+  const next = mulberry32(seed)
+  return () => Math.floor(next() * 2 ** 32)
 }
 
 /** `count` distinct UUID-like ids (as Heroku's event ids look), from `seed`. */
