@@ -5,6 +5,8 @@
  * - `archives import --month 2025-09` into an empty store (a new scratch database, or a new
  *   embedded data directory, created and migrated before the measured run);
  * - `archives verify --month 2025-09` on that store, now full: every event matches;
+ * - unjudged, `archives import` into a store whose 2025-09 partition exists already (filled in
+ *   place, every index maintained as rows arrive, as for a month with a collected day);
  * - the floor (bench/archive-floor.mjs): the same file fetched, hashed with SHA-256, inflated and
  *   parsed, nothing else: each event cut out and parsed on its own, in bounded memory, as the
  *   archive reader does. Beside it, unjudged, one JSON.parse of the whole document: simpler, but
@@ -24,6 +26,7 @@ import {createGzip} from 'node:zlib'
 
 import {type Kysely, sql} from 'kysely'
 
+import {ensurePartitions} from '../src/lib/db/event-store.js'
 import type {Database} from '../src/lib/db/schema.js'
 import {generateEvents, mulberry32} from '../test/fake-heroku/events.js'
 import {startFakeHeroku} from '../test/fake-heroku/server.js'
@@ -179,6 +182,7 @@ export async function archivesBench(out: (line?: string) => void, bin: string, r
   }
   const imports: Run[] = []
   const verifies: Run[] = []
+  const inPlace: Run[] = []
   const floors: Run[] = []
   const elementFloors: Run[] = []
   try {
@@ -201,6 +205,18 @@ export async function archivesBench(out: (line?: string) => void, bin: string, r
         verifies.push(again)
       } finally {
         await store.close()
+      }
+
+      // The same import into a month whose partition exists already (its six indexes maintained row by row): shown, not judged.
+      const existing = engineName === 'postgres' ? await postgresEngine() : await embeddedEngine()
+      try {
+        await existing.use((db) => ensurePartitions(db, [`${MONTH}-01`]))
+        const run = await measureWithServers(existing.database, bin, ['archives', 'import', '--month', MONTH], {...env, ...existing.env})
+        if (run.code !== 0) throw new Error(`archives import --month ${MONTH} (partition made first) exited ${run.code}`)
+        expectState('archives import (partition made first)', await existing.use(monthState), {events: EVENTS, importedDays: DAYS, importedEvents: EVENTS})
+        inPlace.push(run)
+      } finally {
+        await existing.close()
       }
 
       for (const [mode, list] of [['whole', floors], ['elements', elementFloors]] as const) {
@@ -232,6 +248,7 @@ export async function archivesBench(out: (line?: string) => void, bin: string, r
       row('the same with one JSON.parse of the whole document', floors),
       row(`archives import --month ${MONTH} (empty store)`, imports),
       row(`archives verify --month ${MONTH} (all match)`, verifies),
+      row(`archives import --month ${MONTH} (its partition made first)`, inPlace, false),
     ]),
   )
   out(`     median (min–max) of ${runs} run(s) each; CPU is the process's own (user + system)${engineName === 'postgres' ? ", DB server CPU its database's backends'" : ' (the engine runs inside it)'}, ` +

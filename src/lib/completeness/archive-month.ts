@@ -190,7 +190,9 @@ function routeBatch(events: readonly AuditEvent[], texts: readonly Buffer[], rou
   for (let k = 0; k < events.length; k++) {
     tally.events++
     // eventIdentity refuses an event without an id or a real created_at, naming it: the month fails.
-    const {id, createdAt} = eventIdentity(events[k], `event ${tally.events} of the archive`)
+    const position = tally.events
+    const identity = eventIdentity(events[k], () => `event ${position} of the archive`)
+    const {id, createdAt} = identity
     const day = createdAt.slice(0, 10)
     if (day < routing.from || day > routing.last) {
       tally.outside++
@@ -204,7 +206,7 @@ function routeBatch(events: readonly AuditEvent[], texts: readonly Buffer[], rou
         routing.imported.add(print)
       }
 
-      toImport.push(eventRecord(day, events[k], texts[k], tally.events))
+      toImport.push(eventRecord(day, events[k], texts[k], tally.events, identity))
     } else {
       const print = routing.print(id)
       if (routing.staged.has(print)) tally.repeats++
@@ -213,7 +215,7 @@ function routeBatch(events: readonly AuditEvent[], texts: readonly Buffer[], rou
         tally.matched.set(day, (tally.matched.get(day) ?? 0) + 1)
         toStage.push(idOnly(day, id, createdAt))
       } else {
-        toStage.push(eventRecord(day, events[k], texts[k], tally.events))
+        toStage.push(eventRecord(day, events[k], texts[k], tally.events, identity))
       }
     }
   }

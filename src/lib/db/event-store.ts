@@ -65,17 +65,17 @@ const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
 
 /**
  * An event's id and created_at (as an ISO instant), checked: throws UnstorableEvent, naming the
- * event as `where` says, for an id that is not a usable string or a created_at that is not a real time.
+ * event as `where` says (called only then), for an id that is not a usable string or a created_at that is not a real time.
  */
-export function eventIdentity(event: AuditEvent, where: string): {id: string; createdAt: string} {
+export function eventIdentity(event: AuditEvent, where: () => string): {id: string; createdAt: string} {
   if (typeof event.id !== 'string' || event.id === '' || event.id.includes('\u0000') || event.id.length > MAX_COLUMN_CHARS) {
-    throw new UnstorableEvent(`${where} has no usable id (a non-empty string of at most ${MAX_COLUMN_CHARS} characters): nothing of the day is stored`)
+    throw new UnstorableEvent(`${where()} has no usable id (a non-empty string of at most ${MAX_COLUMN_CHARS} characters): nothing of the day is stored`)
   }
 
   if (typeof event.created_at === 'string' && isCanonicalInstant(event.created_at)) return {id: event.id, createdAt: event.created_at}
   const created = typeof event.created_at === 'string' ? Date.parse(event.created_at) : Number.NaN
   if (Number.isNaN(created) || created < EARLIEST || created > LATEST) {
-    throw new UnstorableEvent(`${where} (id ${event.id}) has no created_at that is a real time: nothing of the day is stored`)
+    throw new UnstorableEvent(`${where()} (id ${event.id}) has no created_at that is a real time: nothing of the day is stored`)
   }
 
   return {id: event.id, createdAt: new Date(created).toISOString()}
@@ -104,8 +104,15 @@ function isCanonicalInstant(text: string): boolean {
  * The record of one event of `day`. Throws UnstorableEvent for an event without an id or a
  * created_at that is a real time: it could be neither found nor ordered.
  */
-export function eventRecord(day: string, event: AuditEvent, json: string | Uint8Array, position: number): EventRecord {
-  const {id, createdAt} = eventIdentity(event, `event ${position} of ${day}`)
+export function eventRecord(
+  day: string,
+  event: AuditEvent,
+  json: string | Uint8Array,
+  position: number,
+  /** The event's eventIdentity, when the caller has it already. */
+  identity?: {id: string; createdAt: string},
+): EventRecord {
+  const {id, createdAt} = identity ?? eventIdentity(event, () => `event ${position} of ${day}`)
   const account = field(event.enterprise_account, 'name') ?? field(event.enterprise_account, 'id')
   return {
     day,
