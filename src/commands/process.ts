@@ -63,6 +63,10 @@ After its days, --catch-up reads each SUCCESS day of its window once more SETTLE
 storing and writing late events, and checks each month that is over and was never checked against Heroku's archive \
 (CATCH_UP_ARCHIVES); see archives verify.
 
+Each day's events are kept in the database with its SUCCESS (EVENT_STORE, on by default; EVENT_RETENTION_DAYS, default 365, \
+prunes older days at the end of the run), and sent to SINK_URL when one is set (see deliver). On stdout they are paced at \
+LOG_LINES_PER_SECOND (default 200 on a Heroku dyno, so Logplex keeps them; unpaced elsewhere).
+
 Exit codes: 0 every day is SUCCESS now or was skipped (already done, held by a live run, or left for later by the rate budget); \
 1 a day ended FAILED or ERROR, a claim was lost, a signal interrupted the run, or (--catch-up) a settle re-read failed or a month \
 does not match its archive; 2 usage or configuration error (nothing was claimed).`

@@ -53,6 +53,10 @@ describe('command-line conventions', () => {
       const description = stdout.slice(stdout.indexOf('DESCRIPTION'))
       expect(description.split('\n')[1].trim()).to.not.equal(summary.trim())
       expect(description).to.include('Claims each day')
+      // The settings that change what a run keeps and writes are named on its page.
+      for (const setting of ['EVENT_STORE', 'EVENT_RETENTION_DAYS', 'SINK_URL', 'LOG_LINES_PER_SECOND', 'SETTLE_HOURS', 'CATCH_UP_ARCHIVES']) {
+        expect(description.replaceAll(/\s+/g, ' '), setting).to.include(setting)
+      }
     })
 
     it('db status: the example of --limit 30 says it shows records, not days', async () => {
