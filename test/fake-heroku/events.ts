@@ -48,7 +48,9 @@ export function isValidDay(day: string): boolean {
   const match = DAY_PATTERN.exec(day)
   if (!match) return false
   const [year, month, date] = [Number(match[1]), Number(match[2]), Number(match[3])]
-  const utc = new Date(Date.UTC(year, month - 1, date))
+  const utc = new Date(Date.UTC(2000, month - 1, date))
+  // Date.UTC maps years 0–99 to 1900–1999: the year is set on its own.
+  utc.setUTCFullYear(year, month - 1, date)
   // Date.UTC rolls overflowing days/months into the next ones; a round trip exposes that.
   return utc.getUTCFullYear() === year && utc.getUTCMonth() === month - 1 && utc.getUTCDate() === date
 }

@@ -3,7 +3,7 @@ import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
 
-import {generateEvents, pastDays} from '../fake-heroku/events.js'
+import {generateEvents, isValidDay, pastDays} from '../fake-heroku/events.js'
 import {RATE_LIMIT_BODY, startFakeHeroku} from '../fake-heroku/server.js'
 import type {AuditEvent, FakeHeroku} from '../fake-heroku/server.js'
 
@@ -93,6 +93,14 @@ describe('fake Heroku audit-trail API', function () {
 
     it('refuses a day that is not on the calendar', function () {
       expect(() => generateEvents('2025-02-30', 1)).to.throw(RangeError)
+      expect(() => generateEvents('0099-02-29', 1)).to.throw(RangeError)
+    })
+
+    it('takes the days of years 1 to 99 as they are (not as 1901 to 1999)', function () {
+      for (const day of ['0001-01-01', '0004-02-29', '0099-12-31']) {
+        expect(isValidDay(day), day).to.equal(true)
+        expect(generateEvents(day, 2)[0].created_at.slice(0, 10), day).to.equal(day)
+      }
     })
   })
 
