@@ -12,7 +12,7 @@ import {findDay} from '../../src/lib/db/audit-log-repository.js'
 import {ensurePartitions, eventStoreFor} from '../../src/lib/db/event-store.js'
 import {findEvent, storeStats} from '../../src/lib/db/event-queries.js'
 import type {Database} from '../../src/lib/db/schema.js'
-import {createArchiveClient} from '../../src/lib/heroku/archives.js'
+import {type ArchiveClient, createArchiveClient} from '../../src/lib/heroku/archives.js'
 import {createAuditClient} from '../../src/lib/heroku/client.js'
 import {processDay} from '../../src/lib/processing/process-day.js'
 import {eventsDigest} from '../../src/lib/processing/events-digest.js'
@@ -20,6 +20,7 @@ import {type AuditEvent, generateEvents, oddEvents} from '../fake-heroku/events.
 import type {FakeHeroku} from '../fake-heroku/server.js'
 import {CaptureStream, captureLogger} from '../support/capture.js'
 import {describeOnEngines, snapshot} from '../support/db.js'
+import {seedEvents} from '../support/event-seed.js'
 import {useJobSuite} from '../support/job-suite.js'
 
 const MONTH = '2025-09'
@@ -398,6 +399,53 @@ describeOnEngines('archives: a month checked against its archive', (engine) => {
     const again = await check().done
     expect(again, again.message).to.include({outcome: 'consistent', recovered: 1})
     expect((await findEvent(db, extra.id))?.event_json).to.equal(JSON.stringify(extra))
+  })
+
+  /** The archive client, running `meanwhile` once the download is asked for (after the store's ids were read). */
+  function archivesThatWait(meanwhile: () => Promise<void>): ArchiveClient {
+    const client = archives()
+    return {
+      ...client,
+      async openDownload(...args: Parameters<ArchiveClient['openDownload']>) {
+        await meanwhile()
+        return client.openDownload(...args)
+      },
+    }
+  }
+
+  // Another run storing meanwhile needs a second session: the embedded engine is one, in one process.
+  const onServer = engine.name === 'postgres' ? it : () => {}
+
+  onServer('does not recover the events of a day another run finished while the archive was read', async () => {
+    await collect('2025-09-01')
+    const day = '2025-09-02'
+    const events = byDay.get(day)!
+    // Another run holds the day (PROCESSING) as the check begins, and finishes it under the same claim meanwhile.
+    await sql`
+      INSERT INTO audit_events_log (process_date, status, created_at, updated_at, attempts, claim_token, heartbeat_at, started_at)
+      VALUES (${day}, 'PROCESSING', now(), now(), 1, gen_random_uuid(), now(), now())`.execute(db)
+    const finishing = archivesThatWait(async () => {
+      await seedEvents(db, day, JSON.stringify(events))
+      await sql`UPDATE audit_events_log SET status = 'SUCCESS', events_count = ${events.length}, finished_at = now() WHERE process_date = ${day}`.execute(db)
+    })
+    const {output, done} = check({}, {archives: finishing})
+    const result = await done
+    expect(result, result.message).to.include({outcome: 'consistent', daysCompared: 1, recovered: 0, onlyInStore: 0})
+    expect(output.text, 'nothing written twice').to.equal('')
+    expect(await findDay(db, day)).to.include({events_count: events.length, recovered_events: null})
+  })
+
+  onServer('does not recover an event stored while the archive was read (a settle re-read), nor write it again', async () => {
+    await collect('2025-09-01')
+    const [late] = generateEvents('2025-09-01', 1, {seed: 91})
+    fake.setArchive(MONTH, {addEvents: [late]})
+    const settling = archivesThatWait(() => seedEvents(db, '2025-09-01', JSON.stringify([late])))
+    const {output, done} = check({}, {archives: settling})
+    const result = await done
+    expect(result, result.message).to.include({outcome: 'consistent', daysCompared: 1, recovered: 0, onlyInStore: 0, matched: byDay.get('2025-09-01')!.length + 1})
+    expect(output.text).to.equal('')
+    expect(await storedCopies(late.id)).to.equal(1)
+    expect((await findDay(db, '2025-09-01'))?.recovered_events ?? 0).to.equal(0)
   })
 
   it('recovers an event the archive lists twice once', async () => {

@@ -185,6 +185,73 @@ describeOnEngines('the event store', (engine) => {
     expect(made.rows[0].name).to.equal('audit_events_y2023m05')
   })
 
+  // A COPY stays open across appends on a server: its failure may arrive while nothing is being
+  // written, and must still be reported as itself (never a driver's TypeError, never an uncaught
+  // error that would end the process), by whatever comes next.
+  describe('a COPY left open between appends', () => {
+    const day = '2025-09-28'
+    const unpartitioned = '2031-01-01'
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+    async function outcome(work: (trx: Kysely<Database>, append: (r: EventRecord[]) => Promise<void>) => Promise<void>): Promise<Error | undefined> {
+      return eventStoreFor(db)
+        .transaction((trx, append) => work(trx, (r) => append(r)))
+        .then(
+          () => undefined,
+          (error: Error) => error,
+        )
+    }
+
+    beforeEach(() => ensurePartitions(db, [day]))
+
+    for (const [next, wait] of [
+      ['a statement', 300],
+      ['an append to the same table', 300],
+      ['a statement, after the COPY was ended for being idle', 900],
+    ] as const) {
+      onServer(`reports a failure that arrived meanwhile as itself, at ${next}`, async () => {
+        const failure = await outcome(async (trx, append) => {
+          await append(records(day, [event(day, 1)]))
+          await append(records(unpartitioned, [event(unpartitioned, 1)]))
+          // The server's error reaches the driver while nothing is written.
+          await pause(wait)
+          if (next === 'an append to the same table') await append(records(day, [event(day, 2)]))
+          else await sql`SELECT 1`.execute(trx)
+        })
+        expect(failure?.message).to.match(/no partition of relation "audit_events" found for row/)
+        expect((await storeStats(db)).events).to.equal(0)
+        await store(db, day, [event(day, 3)])
+        expect((await storeStats(db)).events).to.equal(1)
+      })
+    }
+
+    onServer('reports a connection killed while its COPY is open as a lost connection, and the store stays usable', async () => {
+      const failure = await outcome(async (trx, append) => {
+        const {rows} = await sql<{pid: number}>`SELECT pg_backend_pid() AS pid`.execute(trx)
+        await append(records(day, [event(day, 1)]))
+        await sql`SELECT pg_terminate_backend(${rows[0].pid})`.execute(db)
+        await pause(300)
+        await sql`SELECT 1`.execute(trx)
+      })
+      expect(failure).to.be.instanceOf(Error)
+      expect(failure?.message).to.not.match(/Cannot read properties/)
+      expect(failure?.message).to.match(/terminat|connection|Connection/)
+      await store(db, day, [event(day, 4)])
+      expect((await storeStats(db)).events).to.equal(1)
+    })
+
+    onServer('keeps every row when appends pause longer than a COPY stays open idle', async () => {
+      const failure = await outcome(async (_trx, append) => {
+        await append(records(day, [event(day, 1), event(day, 2)]))
+        await pause(900)
+        await append(records(day, [event(day, 3)]))
+        await append(records(day, [event(day, 4)]))
+      })
+      expect(failure).to.equal(undefined)
+      expect((await storeStats(db)).events).to.equal(4)
+    })
+  })
+
   describe('searching', () => {
     const days = ['2025-09-01', '2025-09-02', '2025-10-01']
 

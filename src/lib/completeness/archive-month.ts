@@ -14,6 +14,7 @@ import {
   dedupeStaged,
   attachMonthTable,
   compareMonth,
+  dropStoredMeanwhile,
   newMonthTable,
   recordImported,
   recordRecovered,
@@ -151,8 +152,6 @@ class Tally {
   /** Events outside the days compared or filled: counted, not loaded. */
   outside = 0
   events = 0
-  /** Per day, the events taken as held by the store (checked exactly before the commit). */
-  readonly matched = new Map<string, number>()
   /** Staged ids that may repeat an earlier one (a fingerprint seen before). */
   repeats = 0
   /** The same, of the ids loaded into a new month's table. */
@@ -212,7 +211,6 @@ function routeBatch(events: readonly AuditEvent[], texts: readonly Buffer[], rou
       if (routing.staged.has(print)) tally.repeats++
       routing.staged.add(print)
       if (routing.held.has(print)) {
-        tally.matched.set(day, (tally.matched.get(day) ?? 0) + 1)
         toStage.push(idOnly(day, id, createdAt))
       } else {
         toStage.push(eventRecord(day, events[k], texts[k], tally.events, identity))
@@ -255,7 +253,10 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
   try {
     // Importing a month the store has no partition for (a new deployment's past): its table is
     // made, loaded without indexes and attached in the transaction below; else the partition is made now.
-    const newMonth = options.fill && !(await partitionExists(db, partition.name))
+    // Only a month over for more than a catch-up's week: a run collecting a day of it meanwhile
+    // would wait for this import to commit before it could make the partition.
+    const longOver = monthBounds(month).last < addDays(yesterdayUtc(now), -7)
+    const newMonth = options.fill && longOver && !(await partitionExists(db, partition.name))
     if (!newMonth) await ensurePartitions(db, [first])
     return await store.transaction(async (trx, append) => {
       await createStaging(trx)
@@ -304,12 +305,22 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       // (PROCESSING now, or collected again since the download began) is not compared.
       const locked = await monthRecords(trx, first, next, {lock: true})
       const compared = [...locked.values()]
-        .filter((row) => row.status === 'SUCCESS' && row.day >= from && row.day <= coveredLast && !routing.importing.has(row.day) && before.get(row.day)?.claim_token === row.claim_token)
+        .filter((row) => {
+          // SUCCESS both when the download began and now, under the same claim: a day finished
+          // meanwhile had events stored after the store's ids were read.
+          const then = before.get(row.day)
+          return row.status === 'SUCCESS' && then?.status === 'SUCCESS' && then.claim_token === row.claim_token && row.day >= from && row.day <= coveredLast && !routing.importing.has(row.day)
+        })
         .map((row) => row.day)
-      const {onlyInStore, heldButAbsent} = await compareMonth(trx, compared, first, next)
+      const {onlyInStore, matched, heldButAbsent} = await compareMonth(trx, compared, first, next)
       if (heldButAbsent > 0) {
-        throw new Error(`${heldButAbsent} archive event(s) were taken for stored ones and are not (an id fingerprint collided): the month could not be compared exactly; check it again`)
+        throw new Error(
+          `${heldButAbsent} archive event(s) were taken for stored ones and are not (an id fingerprint collided, or the store lost events meanwhile): the month could not be compared exactly; check it again`,
+        )
       }
+
+      // Events stored since the store's ids were read (a settle re-read of a compared day) are not missing.
+      await dropStoredMeanwhile(trx, compared, first, next)
 
       const missing = await stagedPerDay(trx)
       const recoveredDays = compared.filter((day) => (missing.get(day) ?? 0) > 0)
@@ -322,7 +333,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
 
       counted.daysCompared = compared.length
       const done = new Set(compared)
-      counted.matched = [...tally.matched.values()].reduce((sum, n) => sum + n, 0)
+      counted.matched = matched
       counted.recovered = recoveredDays.reduce((sum, day) => sum + missing.get(day)!, 0)
       counted.onlyInStore = onlyInStore.reduce((sum, day) => sum + day.count, 0)
       counted.onlyInStoreSample = onlyInStore.flatMap((day) => day.sample.map((id) => ({day: day.day, id}))).slice(0, SAMPLE_IDS)

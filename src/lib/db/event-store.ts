@@ -291,26 +291,99 @@ function overClient(client: pg.PoolClient, before: () => Promise<void>): Kysely<
   return new Kysely<Database>({dialect: new PostgresDialect({pool: {connect: async () => session, end: async () => {}} as unknown as pg.Pool})})
 }
 
+/** How long a COPY stays open with no append before it is ended: the caller is fetching, or backing off. */
+const COPY_IDLE_MS = 500
+/** The longest one COPY is kept open: a server's statement_timeout counts it as one statement. */
+const COPY_MAX_MS = 5000
+
+interface OpenCopy {
+  target: LoadTarget
+  stream: ReturnType<typeof copyFrom>
+  /** Settles once the server has loaded everything sent, or with the COPY's failure. */
+  finished: Promise<unknown>
+  /** Set when the COPY fails: nothing more is written to it, and it is not ended (its connection is gone). */
+  failed: boolean
+  openedAt: number
+  idle?: NodeJS.Timeout
+}
+
+/**
+ * Loads rows with COPY on one session. A COPY stays open while appends to the same table follow
+ * each other: each call's rows stream to the server at once, and the server loads them while the
+ * caller reads the next page or batch, with no statement (and no round trip) per call. It is
+ * ended when the appends pause (COPY_IDLE_MS), after COPY_MAX_MS, and before anything else on the
+ * session: an append to another table, any statement, the commit (settle). settle() waits for the
+ * server to finish it, so a failed COPY is reported by that step, as itself, or by the next append.
+ */
+function copyLoader(client: pg.PoolClient): {write: (rows: Buffer, target: LoadTarget) => Promise<void>; settle: () => Promise<void>} {
+  let open: OpenCopy | undefined
+  /** A COPY ended (by the idle timer, or settle) whose outcome is still to be awaited. */
+  let ending: Promise<unknown> | undefined
+
+  const end = () => {
+    const current = open
+    if (!current) return
+    open = undefined
+    clearTimeout(current.idle)
+    if (!current.failed) current.stream.end()
+    ending = current.finished
+  }
+
+  const settle = async () => {
+    end()
+    const pending = ending
+    ending = undefined
+    await pending
+  }
+
+  const start = (target: LoadTarget): OpenCopy => {
+    // A month table made in this transaction (newMonthTable) takes its rows frozen and marked
+    // all-visible at once: no vacuum needs to visit them, and index-only scans can.
+    const freeze = target === 'audit_events' || target === 'audit_staged_events' ? '' : ' WITH (FREEZE)'
+    const stream = client.query(copyFrom(`COPY ${client.escapeIdentifier(target)} (${COLUMNS.join(', ')}) FROM STDIN${freeze}`))
+    const current: OpenCopy = {target, stream, finished: once(stream, 'finish'), failed: false, openedAt: Date.now()}
+    // For good: once the COPY failed, the driver has let go of the stream, and ending or writing
+    // to it would throw again, where nothing listens.
+    stream.on('error', () => {
+      current.failed = true
+    })
+    // Surfaced by settle() or the next append; never an unhandled rejection meanwhile.
+    current.finished.catch(() => {})
+    return current
+  }
+
+  const write = async (rows: Buffer, target: LoadTarget) => {
+    if (open && (open.failed || open.target !== target || Date.now() - open.openedAt > COPY_MAX_MS)) await settle()
+    if (!open) {
+      // One ended meanwhile (the appends had paused): its outcome first.
+      await settle()
+      open = start(target)
+    }
+
+    const current = open
+    clearTimeout(current.idle)
+    // Back-pressure: returns once the socket has taken the rows, or with the COPY's failure.
+    await Promise.race([
+      new Promise<void>((resolve, reject) => {
+        current.stream.write(rows, (error) => (error ? reject(error) : resolve()))
+      }),
+      current.finished,
+    ])
+    if (open === current) {
+      current.idle = setTimeout(end, COPY_IDLE_MS)
+      current.idle.unref()
+    }
+  }
+
+  return {write, settle}
+}
+
 function postgresEventStore(pool: pg.Pool): EventStore {
   return {
     async transaction(work, into = 'audit_events') {
       const client = await pool.connect()
       let failure: unknown
-      // One COPY stays open while appends go to the same table: each call's rows stream to the
-      // server as soon as they are encoded, and the server loads them while the caller reads the
-      // next page or batch, with no statement (and no round trip) per call. Whatever else comes on
-      // this session (an append to another table, any statement, the commit) first ends it and
-      // waits for the server to finish it (settle), so a failed COPY is reported by that step, as
-      // itself, unless a later append met it first.
-      let open: {target: LoadTarget; stream: ReturnType<typeof copyFrom>; finished: Promise<unknown>} | undefined
-      const settle = async () => {
-        const current = open
-        open = undefined
-        if (!current) return
-        current.stream.end()
-        await current.finished
-      }
-
+      const {write, settle} = copyLoader(client)
       const writer = copyWriter()
       try {
         const append: AppendEvents = async (records, target = into) => {
@@ -318,27 +391,7 @@ function postgresEventStore(pool: pg.Pool): EventStore {
           // Encoded at once, before waiting, into bytes of their own (the socket may still hold
           // them after the write returns): the records can be dropped while this call is pending,
           // rather than live long enough to reach the old generation.
-          const rows = Buffer.from(writer(records))
-          if (open && open.target !== target) await settle()
-          if (!open) {
-            // A month table made in this transaction (newMonthTable) takes its rows frozen and
-            // marked all-visible at once: no vacuum needs to visit them, and index-only scans can.
-            const freeze = target === 'audit_events' || target === 'audit_staged_events' ? '' : ' WITH (FREEZE)'
-            const stream = client.query(copyFrom(`COPY ${target} (${COLUMNS.join(', ')}) FROM STDIN${freeze}`))
-            const finished = once(stream, 'finish')
-            // Surfaced by settle() or the next append; never an unhandled rejection meanwhile.
-            finished.catch(() => {})
-            open = {target, stream, finished}
-          }
-
-          const {stream, finished} = open
-          // Back-pressure: returns once the socket has taken the rows, or with the COPY's failure.
-          await Promise.race([
-            new Promise<void>((resolve, reject) => {
-              stream.write(rows, (error) => (error ? reject(error) : resolve()))
-            }),
-            finished,
-          ])
+          await write(Buffer.from(writer(records)), target)
         }
 
         return await overClient(client, settle).transaction().execute(async (trx) => {

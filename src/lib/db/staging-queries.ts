@@ -218,29 +218,53 @@ export async function storedDigests(trx: Kysely<Database>, days: readonly string
   return digests
 }
 
+/** What compareMonth finds. */
+export interface MonthComparison {
+  /** Per compared day, the stored events no staged row has (by id, whatever day it is staged on). */
+  onlyInStore: StoreOnlyDay[]
+  /** Staged rows whose id the store holds on a day of the month. */
+  matched: number
+  /** Rows staged by their id alone (taken as held) on a compared day whose id the store does not hold. */
+  heldButAbsent: number
+}
+
 /**
- * Compares the staging table with the month [from, until) of the store in one hash join: the
- * stored events of `days` the staging table does not hold (as storeOnly does), and how many
- * events staged by their id alone (taken as held while loading) on `days` the store does not hold
- * on the month's days: none, unless an id fingerprint collided (see id-fingerprints.ts).
+ * Compares the staging table with the month [from, until) of the store in one hash join (see
+ * MonthComparison). heldButAbsent is 0 unless an id fingerprint collided (id-fingerprints.ts), or
+ * the store lost events of a compared day meanwhile.
  */
-export async function compareMonth(trx: Kysely<Database>, days: readonly string[], from: string, until: string): Promise<{onlyInStore: StoreOnlyDay[]; heldButAbsent: number}> {
-  if (days.length === 0) return {onlyInStore: [], heldButAbsent: 0}
+export async function compareMonth(trx: Kysely<Database>, days: readonly string[], from: string, until: string): Promise<MonthComparison> {
   const compared = sql`${[...days]}::date[]`
-  const {rows} = await sql<{day: string | null; count: number; sample: string | null}>`
-    WITH unmatched AS (
-      SELECT s.id AS staged_id, s.day AS staged_day, s.event_json = ${ID_ONLY} AS id_only, e.id AS stored_id, e.day AS stored_day
-      FROM audit_staged_events s
-      FULL JOIN (SELECT id, day FROM audit_events WHERE day >= ${from}::date AND day < ${until}::date) e ON e.id = s.id
-      WHERE s.id IS NULL OR e.id IS NULL)
-    SELECT stored_day::text AS day, count(*)::int AS count, to_json((array_agg(stored_id ORDER BY stored_id))[1:${SAMPLE_IDS}])::text AS sample
-    FROM unmatched WHERE staged_id IS NULL AND stored_day = ANY(${compared}) GROUP BY stored_day
-    UNION ALL
-    SELECT NULL, count(*)::int, NULL FROM unmatched WHERE stored_id IS NULL AND id_only AND staged_day = ANY(${compared})
-    ORDER BY day NULLS LAST`.execute(trx)
-  const heldButAbsent = rows.find((row) => row.day === null)?.count ?? 0
-  const onlyInStore = rows.filter((row) => row.day !== null).map((row) => ({day: row.day!, count: row.count, sample: JSON.parse(row.sample!) as string[]}))
-  return {onlyInStore, heldButAbsent}
+  const {rows} = await sql<{kind: 'only' | 'absent' | 'matched'; day: string | null; count: number; sample: string | null}>`
+    SELECT CASE WHEN s.id IS NULL THEN 'only' WHEN e.id IS NULL THEN 'absent' ELSE 'matched' END AS kind,
+      (CASE WHEN s.id IS NULL THEN e.day END)::text AS day, count(*)::int AS count,
+      to_json((array_agg(e.id ORDER BY e.id) FILTER (WHERE s.id IS NULL))[1:${SAMPLE_IDS}])::text AS sample
+    FROM audit_staged_events s
+    FULL JOIN (SELECT id, day FROM audit_events WHERE day >= ${from}::date AND day < ${until}::date) e ON e.id = s.id
+    WHERE (s.id IS NULL AND e.day = ANY(${compared}))
+       OR (e.id IS NULL AND s.event_json = ${ID_ONLY} AND s.day = ANY(${compared}))
+       OR (s.id IS NOT NULL AND e.id IS NOT NULL)
+    GROUP BY 1, 2 ORDER BY 1, 2`.execute(trx)
+  const total = (kind: string) => rows.filter((row) => row.kind === kind).reduce((sum, row) => sum + row.count, 0)
+  return {
+    onlyInStore: rows.filter((row) => row.kind === 'only').map((row) => ({day: row.day!, count: row.count, sample: JSON.parse(row.sample!) as string[]})),
+    matched: total('matched'),
+    heldButAbsent: total('absent'),
+  }
+}
+
+/**
+ * Removes from the staging table the whole events of `days` the store holds on a day of
+ * [from, until) by now: stored meanwhile (a settle re-read, a day finished while the source was
+ * read), so not missing. Returns how many.
+ */
+export async function dropStoredMeanwhile(trx: Kysely<Database>, days: readonly string[], from: string, until: string): Promise<number> {
+  if (days.length === 0) return 0
+  const dropped = await sql`
+    DELETE FROM audit_staged_events s
+    WHERE s.day = ANY(${[...days]}::date[]) AND s.event_json <> ${ID_ONLY}
+      AND EXISTS (SELECT 1 FROM audit_events e WHERE e.id = s.id AND e.day >= ${from}::date AND e.day < ${until}::date)`.execute(trx)
+  return Number(dropped.numAffectedRows ?? 0)
 }
 
 /** Removes repeated ids from the staging table (a source listing an event twice: the first kept). Returns how many. */
