@@ -37,6 +37,8 @@ import {writeStagedEvents} from './write-staged.js'
 
 /** Events per batch read from the archive: small, so a batch's parsed events die young, before a collection promotes them. */
 const BATCH_EVENTS = 250
+/** Events loaded into one table before switching to the other, when a month both imports and compares. */
+const RUN_EVENTS = 4000
 
 /*
  * A month held against Heroku's archive of it: the file is downloaded and hashed, inflated and
@@ -290,11 +292,28 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       // Every batch is provisional until the reader returns: only then has the checksum been checked.
       // Each batch is sorted and handed to the database before the next is parsed; the database
       // loads it while the next is read (append returns once the rows are sent).
+      // Loading one table only (an import of a new month, a verify), each batch goes at once. Both
+      // (a month partly collected, partly imported): in runs of RUN_EVENTS each, as every switch
+      // of table ends one COPY and starts another.
+      let importRows: EventRecord[] = []
+      let stageRows: EventRecord[] = []
       for await (const batch of readArchiveEvents(download, {expectedChecksum: archive.checksum, signal: options.signal, batchEvents: BATCH_EVENTS})) {
         const {toImport, toStage} = routeBatch(batch.events, batch.texts, routing, tally)
-        await append(toImport, monthTable ?? 'audit_events')
-        await append(toStage)
+        importRows = importRows.length === 0 ? toImport : [...importRows, ...toImport]
+        stageRows = stageRows.length === 0 ? toStage : [...stageRows, ...toStage]
+        if (importRows.length >= RUN_EVENTS || (stageRows.length === 0 && importRows.length > 0)) {
+          await append(importRows, monthTable ?? 'audit_events')
+          importRows = []
+        }
+
+        if (stageRows.length >= RUN_EVENTS || (importRows.length === 0 && stageRows.length > 0)) {
+          await append(stageRows)
+          stageRows = []
+        }
       }
+
+      await append(importRows, monthTable ?? 'audit_events')
+      await append(stageRows)
 
       counted.archiveEvents = tally.events
       const duplicates = monthTable ? await attachMonthTable(trx, partition, {dedupe: tally.importRepeats > 0, sortMemory: onServer(db) ? '256MB' : undefined}) : 0
