@@ -195,6 +195,15 @@ describeOnEngines('archives: a month checked against its archive', (engine) => {
     expect(await db.selectFrom('audit_archives').selectAll().execute()).to.deep.equal([])
   })
 
+  it('fails, rather than finding nothing to check, when the account is wrong (Heroku answers 404 to both)', async () => {
+    const wrong = createArchiveClient({apiUrl: fake.url, token: fake.token, accountId: 'not-our-account', baseDelayMs: 5, maxDelayMs: 20})
+    const result = await check({}, {archives: wrong}).done
+    expect(result.outcome).to.equal('failed')
+    expect(result.message).to.match(/could not be listed/)
+    expect(result.message).to.match(/enterprise account/)
+    expect(await db.selectFrom('audit_archives').selectAll().execute()).to.deep.equal([])
+  })
+
   it('picks the months due: holding a stored day, not checked against the current checksum', async () => {
     await collect('2025-09-01')
     const listed = await archives().listArchives()

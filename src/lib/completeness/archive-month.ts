@@ -241,7 +241,17 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
     return emptyResult(month, 'failed', `${month}: could not read the archive's details: ${safeErrorMessage(error)}`)
   }
 
-  if (!info) return emptyResult(month, 'no-archive', `${month}: Heroku has no archive for this month (yet): nothing to check`)
+  if (!info) {
+    // Heroku answers 404 for a wrong account too: the listing tells the two apart (it fails then).
+    try {
+      await archives.listArchives(options.signal)
+    } catch (error) {
+      return emptyResult(month, 'failed', `${month}: Heroku has no archive for this month, and its archives could not be listed: ${safeErrorMessage(error)}`)
+    }
+
+    return emptyResult(month, 'no-archive', `${month}: Heroku has no archive for this month (yet): nothing to check`)
+  }
+
   const {first, next} = monthBounds(month)
   // Never past yesterday: today is not over, whatever an archive claims.
   const coveredLast = [coveredTo(month, info.createdAt), yesterdayUtc(now)].sort()[0]
