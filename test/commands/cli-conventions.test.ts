@@ -1,6 +1,8 @@
 /** What heroku/cli and oclif users expect of a command line: help forms, typo suggestions, hints. No database needed. */
-import {existsSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
+import {type AddressInfo, type Server, createServer} from 'node:net'
 import {join} from 'node:path'
+import {TLSSocket} from 'node:tls'
 
 import {expect} from 'chai'
 
@@ -170,3 +172,38 @@ describeWithServer('hints about the database connection', () => {
     expect(errors[0]).to.not.include('is running')
   })
 }, 'asks a live PostgreSQL server without TLS for TLS (sslmode=require)')
+
+describe('hints about the database connection, against a loopback TLS server', () => {
+  // A server that speaks just enough of PostgreSQL's start to offer TLS, with a self-signed
+  // certificate (test/fixtures/tls: made for this test alone, valid for a century).
+  let server: Server
+  let port: number
+
+  before(async () => {
+    const fixtures = new URL('../fixtures/tls/', import.meta.url)
+    const key = readFileSync(new URL('key.pem', fixtures))
+    const cert = readFileSync(new URL('cert.pem', fixtures))
+    server = createServer((socket) => {
+      socket.on('error', () => {})
+      // The client's SSLRequest: 'S', TLS is on offer.
+      socket.once('data', () => {
+        socket.write('S')
+        new TLSSocket(socket, {isServer: true, key, cert}).on('error', () => {})
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    port = (server.address() as AddressInfo).port
+  })
+
+  after(() => new Promise((resolve) => server.close(resolve)))
+
+  it('a certificate that cannot be verified: says how to keep TLS without checking it, not to check that the server runs', async () => {
+    const result = await runCli(['db', 'status'], cliEnv({DATABASE_URL: `postgres://ops:s3cret-pw@127.0.0.1:${port}/audit?sslmode=verify-full`}))
+    expect(result.code).to.equal(2)
+    const errors = result.stderr.split('\n').filter((line) => line.startsWith('Error'))
+    expect(errors).to.have.length(1)
+    expect(errors[0]).to.include("the server's certificate could not be verified").and.include('DATABASE_SSL=no-verify')
+    expect(errors[0]).to.not.include('is running')
+    expect(result.stderr + result.stdout).to.not.include('s3cret-pw')
+  })
+})
