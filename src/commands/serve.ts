@@ -77,7 +77,7 @@ Heroku dyno. Applies pending migrations first; SIGTERM and SIGINT finish in-flig
 }
 
 /** A port taken or forbidden is the operator's to change: one line saying which, and how. */
-function portProblem(error: NodeJS.ErrnoException, port: number): Error {
+export function portProblem(error: NodeJS.ErrnoException, port: number): Error {
   const how = 'pick another with --port N (or PORT=N)'
   if (error.code === 'EADDRINUSE') return new UsageError(`port ${port} is already in use by another program`, how)
   if (error.code === 'EACCES') return new UsageError(`port ${port} needs privileges this user does not have (ports below 1024 usually do)`, how)

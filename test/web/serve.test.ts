@@ -5,9 +5,20 @@ import {type AddressInfo, createServer} from 'node:net'
 import {expect} from 'chai'
 import pg from 'pg'
 
+import {portProblem} from '../../src/commands/serve.js'
 import {cliEnv, runCli, startCli} from '../support/cli.js'
 import {describeWithServer} from '../support/db.js'
 import {freePort, waitUntil} from '../support/helpers.js'
+
+describe('serve: a port it cannot listen on', () => {
+  // Root (as here and in CI) may listen on any port, so the refusal is met only on a real host: its message is checked alone.
+  it('names a port that needs privileges, and how to pick another', () => {
+    const refused = Object.assign(new Error('listen EACCES: permission denied 0.0.0.0:80'), {code: 'EACCES'})
+    expect(portProblem(refused, 80).message).to.equal('port 80 needs privileges this user does not have (ports below 1024 usually do)')
+    const other = Object.assign(new Error('listen EINVAL'), {code: 'EINVAL'})
+    expect(portProblem(other, 80)).to.equal(other)
+  })
+})
 
 describeWithServer('serve (a real process)', function () {
   this.timeout(30_000)
