@@ -188,6 +188,19 @@ describeOnEngines('archives: a month checked against its archive', (engine) => {
     expect(await findDay(db, '2025-09-01')).to.include({source: null})
   })
 
+  it('says on stderr how far a long month got', async () => {
+    await collect('2025-09-01')
+    const {logger, done} = check({}, {progressEveryMs: 0})
+    const result = await done
+    expect(result.outcome).to.equal('consistent')
+    expect(logger.text()).to.match(/2025-09: \d[\d,]* archive event\(s\) read so far/)
+    expect(logger.text()).to.match(new RegExp(`2025-09: all ${result.archiveEvents.toLocaleString('en')} archive event\\(s\\) read; comparing`))
+    // A quick month says nothing of the kind.
+    const quick = check()
+    await quick.done
+    expect(quick.logger.text()).to.not.match(/read so far/)
+  })
+
   it('says so when Heroku has no archive for the month', async () => {
     fake.removeArchive(MONTH)
     const result = await check().done

@@ -59,7 +59,12 @@ export interface ArchiveMonthDeps {
   paceClock?: PaceClock
   /** How ids are fingerprinted (id-fingerprints.ts); a test passes a colliding one. */
   fingerprint?: (id: string, seed: number) => Fingerprint
+  /** How often a long month says on stderr how far it got (default PROGRESS_EVERY_MS). */
+  progressEveryMs?: number
 }
+
+/** A month of millions of events takes minutes: a line this often says it is moving. */
+export const PROGRESS_EVERY_MS = 10_000
 
 export interface ArchiveMonthOptions {
   /** YYYY-MM */
@@ -307,8 +312,17 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       // of table ends one COPY and starts another.
       let importRows: EventRecord[] = []
       let stageRows: EventRecord[] = []
+      const progressEvery = deps.progressEveryMs ?? PROGRESS_EVERY_MS
+      let nextProgress = Date.now() + progressEvery
+      let saidProgress = false
       for await (const batch of readArchiveEvents(download, {expectedChecksum: archive.checksum, signal: options.signal, batchEvents: BATCH_EVENTS})) {
         const {toImport, toStage} = routeBatch(batch.events, batch.texts, routing, tally)
+        if (Date.now() >= nextProgress) {
+          logger.info(`${month}: ${tally.events.toLocaleString('en')} archive event(s) read so far`)
+          nextProgress = Date.now() + progressEvery
+          saidProgress = true
+        }
+
         importRows = importRows.length === 0 ? toImport : [...importRows, ...toImport]
         stageRows = stageRows.length === 0 ? toStage : [...stageRows, ...toStage]
         if (importRows.length >= RUN_EVENTS || (stageRows.length === 0 && importRows.length > 0)) {
@@ -326,6 +340,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       await append(stageRows)
 
       counted.archiveEvents = tally.events
+      if (saidProgress) logger.info(`${month}: all ${tally.events.toLocaleString('en')} archive event(s) read; ${monthTable ? "building the month's indexes and " : ''}comparing`)
       const duplicates = monthTable ? await attachMonthTable(trx, partition, {dedupe: tally.importRepeats > 0, sortMemory: onServer(db) ? '256MB' : undefined}) : 0
       if (duplicates > 0) logger.info(`${month}: ${duplicates} event(s) listed twice in the archive, stored once`)
       // A repeated id is removed here, the first kept; with none (the fingerprints say so exactly), the table is left as loaded.
