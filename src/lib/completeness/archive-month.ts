@@ -268,10 +268,10 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
   const partition = partitionOf(first)
 
   try {
-    // Importing a month the store has no partition for (a new deployment's past): its table is
-    // made, loaded without indexes and attached in the transaction below; else the partition is made now.
-    // Only a month over for more than a catch-up's week: a run collecting a day of it meanwhile
-    // would wait for this import to commit before it could make the partition.
+    // Importing a month the store has no partition for, over for more than a week (a new
+    // deployment's past): its table is made, loaded without indexes and attached in the
+    // transaction below. Otherwise the partition is made now: a run collecting a day of a recent
+    // month meanwhile would have to wait for the import's commit to make it.
     const longOver = monthBounds(month).last < addDays(yesterdayUtc(now), -7)
     const newMonth = options.fill && longOver && !(await partitionExists(db, partition.name))
     if (!newMonth) await ensurePartitions(db, [first])
