@@ -277,7 +277,9 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
     if (!newMonth) await ensurePartitions(db, [first])
     return await store.transaction(async (trx, append) => {
       await createStaging(trx)
-      await roomForComparing(trx)
+      // More memory for the comparison's hash join on a server; the embedded engine's memory is
+      // this process's, and never given back (the join spills to its data directory instead).
+      if (onServer(db)) await roomForComparing(trx)
       // The month's records as the download starts: a day collected again meanwhile (its claim
       // token changed) is not compared at the end, as its events may have changed under us.
       const before = await monthRecords(trx, first, next)
