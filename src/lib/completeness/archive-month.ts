@@ -4,7 +4,7 @@ import {type Kysely, sql} from 'kysely'
 
 import {ArchiveChecksumMismatch, readArchiveEvents} from '../archives/archive-stream.js'
 import {addDays, daysBetween, yesterdayUtc} from '../dates.js'
-import {type EventRecord, type EventStore, ensurePartitions, eventIdentity, eventRecord, onServer, partitionOf} from '../db/event-store.js'
+import {type EventRecord, type EventStore, ensurePartitions, eventIdentity, eventRecord, onServer, partitionExists, partitionOf} from '../db/event-store.js'
 import type {ArchiveStatus, Database} from '../db/schema.js'
 import {
   ID_ONLY,
@@ -27,7 +27,6 @@ import {
 import type {ArchiveClient, ArchiveInfo} from '../heroku/archives.js'
 import type {AuditEvent} from '../heroku/types.js'
 import type {Logger} from '../logger.js'
-import {eventsDigest} from '../processing/events-digest.js'
 import type {PaceClock} from '../output/deliver.js'
 import type {OutputFormat} from '../output/format-event.js'
 import {redact, safeErrorMessage} from '../secrets.js'
@@ -257,7 +256,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
     return emptyResult(month, 'no-archive', `${month}: Heroku has no archive for this month (yet): nothing to check`)
   }
 
-  const {first, next} = monthBounds(month)
+  const {first, next, last} = monthBounds(month)
   // Never past yesterday: today is not over, whatever an archive claims.
   const coveredLast = [coveredTo(month, info.createdAt), yesterdayUtc(now)].sort()[0]
   if (coveredLast < first) return emptyResult(month, 'no-archive', `${month}: the archive covers no day of the month yet`)
@@ -272,7 +271,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
     // deployment's past): its table is made, loaded without indexes and attached in the
     // transaction below. Otherwise the partition is made now: a run collecting a day of a recent
     // month meanwhile would have to wait for the import's commit to make it.
-    const longOver = monthBounds(month).last < addDays(yesterdayUtc(now), -7)
+    const longOver = last < addDays(yesterdayUtc(now), -7)
     const newMonth = options.fill && longOver && !(await partitionExists(db, partition.name))
     if (!newMonth) await ensurePartitions(db, [first])
     return await store.transaction(async (trx, append) => {
@@ -300,7 +299,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
         importing: new Set(importing),
         importedIds: monthTable ? undefined : new Set(),
         imported: idFingerprints(),
-        held: monthTable ? idFingerprints() : await heldIds(trx, first, monthBounds(month).last, print),
+        held: monthTable ? idFingerprints() : await heldIds(trx, first, last, print),
         print,
         staged: idFingerprints(),
       }
@@ -373,7 +372,7 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
       await storeStaged(trx, recoveredDays)
       for (const day of recoveredDays) await recordRecovered(trx, day, missing.get(day)!)
       const imported = await storedDigests(trx, importing)
-      for (const day of importing) await recordImported(trx, day, imported.get(day) ?? {count: 0, digest: eventsDigest([])})
+      for (const [day, stored] of imported) await recordImported(trx, day, stored)
       // Only the recovered events are written: imported days are whole days, reaching the sinks.
       await writeStagedEvents(trx, recoveredDays, deps.output, {format: options.format, linesPerSecond: options.linesPerSecond, paceClock: deps.paceClock, signal: options.signal})
 
@@ -401,12 +400,6 @@ export async function checkArchiveMonth(deps: ArchiveMonthDeps, options: Archive
 
     return emptyResult(month, 'failed', `${month}: ${oneLine(safeErrorMessage(error), 500)}; nothing was changed`)
   }
-}
-
-/** Does the store have this month's partition? */
-async function partitionExists(db: Kysely<Database>, name: string): Promise<boolean> {
-  const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
-  return found.rows[0]?.exists === true
 }
 
 /** What a checked month comes to, in one line. */

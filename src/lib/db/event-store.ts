@@ -265,6 +265,12 @@ export function registerPool(db: Kysely<Database>, pool: pg.Pool): void {
   pools.set(db, pool)
 }
 
+/** Does the table `name` (a month partition, or a month's table being loaded) exist, as this session sees it? */
+export async function partitionExists(db: Kysely<Database>, name: string): Promise<boolean> {
+  const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
+  return found.rows[0]?.exists === true
+}
+
 /** Is `db` a PostgreSQL server's (rather than the embedded engine, which runs inside this process)? */
 export function onServer(db: Kysely<Database>): boolean {
   return pools.has(db)
@@ -486,8 +492,7 @@ export async function ensurePartitions(db: Kysely<Database>, days: Iterable<stri
   for (const {name, from, to} of months.values()) {
     if (madeHere.get(db)?.has(name)) continue
     for (let tried = 1; ; tried++) {
-      const found = await sql<{exists: boolean}>`SELECT to_regclass(${name}) IS NOT NULL AS exists`.execute(db)
-      if (found.rows[0]?.exists) break
+      if (await partitionExists(db, name)) break
       try {
         await shortDdl(db, sql`CREATE TABLE IF NOT EXISTS ${sql.table(name)} PARTITION OF audit_events FOR VALUES FROM (${sql.lit(from)}) TO (${sql.lit(to)})`)
         break

@@ -2,7 +2,7 @@ import {type Kysely, sql} from 'kysely'
 
 import {eventsDigest} from '../processing/events-digest.js'
 import {NOW_UTC} from './audit-log-repository.js'
-import {type MonthTable, STORE_COLUMNS} from './event-store.js'
+import {type MonthTable, STORE_COLUMNS, partitionExists} from './event-store.js'
 import type {Database} from './schema.js'
 import {queueDayForSinks} from './sink-queries.js'
 
@@ -142,8 +142,8 @@ export async function* stagedEvents(trx: Kysely<Database>, days: readonly string
 
 /** The digest (see events-digest.ts) over the ids the store holds for `day`. */
 export async function storedDigest(trx: Kysely<Database>, day: string): Promise<{digest: string; count: number}> {
-  const rows = await sql<{id: string}>`SELECT id FROM audit_events WHERE day = ${day}::date`.execute(trx)
-  return {digest: eventsDigest(rows.rows.map((row) => row.id)), count: rows.rows.length}
+  const ids = await storedIdsOf(trx, day)
+  return {digest: eventsDigest(ids), count: ids.length}
 }
 
 /**
@@ -206,15 +206,10 @@ export async function storedIdsOf(trx: Kysely<Database>, day: string): Promise<s
   return typeof ids === 'string' ? (JSON.parse(ids) as string[]) : ids
 }
 
-/** The digest (see events-digest.ts) and count of the events the store holds on each of `days` (a day without any is absent). */
+/** storedDigest of each of `days`, a day at a time (a month's ids would be one big result). */
 export async function storedDigests(trx: Kysely<Database>, days: readonly string[]): Promise<Map<string, {count: number; digest: string}>> {
   const digests = new Map<string, {count: number; digest: string}>()
-  // A day's ids at a time: a month's would be one big result.
-  for (const day of days) {
-    const ids = await storedIdsOf(trx, day)
-    if (ids.length > 0) digests.set(day, {count: ids.length, digest: eventsDigest(ids)})
-  }
-
+  for (const day of days) digests.set(day, await storedDigest(trx, day))
   return digests
 }
 
@@ -279,8 +274,7 @@ export async function dedupeStaged(trx: Kysely<Database>): Promise<number> {
  * its name, or undefined when the partition exists (made meanwhile by another run).
  */
 export async function newMonthTable(trx: Kysely<Database>, month: {name: MonthTable; from: string; to: string}): Promise<MonthTable | undefined> {
-  const found = await sql<{exists: boolean}>`SELECT to_regclass(${month.name}) IS NOT NULL AS exists`.execute(trx)
-  if (found.rows[0]?.exists) return undefined
+  if (await partitionExists(trx, month.name)) return undefined
   const bounds = sql`CHECK (day >= ${sql.lit(month.from)}::date AND day < ${sql.lit(month.to)}::date)`
   await sql`CREATE TABLE ${sql.table(month.name)} (LIKE audit_events INCLUDING DEFAULTS, CONSTRAINT ${sql.ref(`${month.name}_bounds`)} ${bounds})`.execute(trx)
   return month.name
